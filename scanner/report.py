@@ -1,0 +1,188 @@
+"""The Report object (schema patronus.report/1). JSON is canonical; text, SARIF and HTML derive from it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from typing import Any
+
+from scanner import __version__
+
+SCHEMA = "patronus.report/1"
+
+
+class Verdict(str, Enum):
+    BACKDOORED = "backdoored"
+    CLEAN = "clean"
+    INCONCLUSIVE = "inconclusive"
+    ERROR = "error"
+
+
+class Severity(str, Enum):
+    """Ordered: compare with `rank`."""
+
+    NONE = "none"
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+    CRITICAL = "critical"
+
+    @property
+    def rank(self) -> int:
+        return _SEVERITY_ORDER.index(self)
+
+    def at_least(self, other: Severity) -> bool:
+        return self.rank >= other.rank
+
+    @classmethod
+    def worst(cls, *levels: Severity) -> Severity:
+        return max(levels, key=lambda s: s.rank, default=cls.NONE)
+
+
+_SEVERITY_ORDER = [Severity.NONE, Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
+
+
+class FileStatus(str, Enum):
+    SAFE = "safe"
+    SUSPICIOUS = "suspicious"
+    DANGEROUS = "dangerous"
+    SKIPPED = "skipped"
+
+
+@dataclass
+class ModelInfo:
+    source: str  # hub | local
+    id: str
+    revision: str | None = None
+    sha: str | None = None
+    family: str | None = None
+    architecture: str | None = None
+    parameters: int | None = None
+    files: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Lookalike:
+    text: str
+    shift: float
+    p_value: float
+    similarity: float
+
+
+@dataclass
+class Trigger:
+    text: str
+    tokens: list[str]
+    score: float
+    p_value: float
+    shift: float
+    poison_cos: float
+    diff_cos: float
+    paper_rule: bool
+    lookalikes: list[Lookalike] = field(default_factory=list)
+    flip_rate: float | None = None  # classifiers: share of clean inputs whose label flips
+
+
+@dataclass
+class FileFinding:
+    path: str
+    format: str
+    status: str  # FileStatus value
+    reason: str = ""
+    globals: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Serialization:
+    files: list[FileFinding] = field(default_factory=list)
+
+    @property
+    def worst_status(self) -> FileStatus:
+        order = [FileStatus.SKIPPED, FileStatus.SAFE, FileStatus.SUSPICIOUS, FileStatus.DANGEROUS]
+        statuses = [FileStatus(f.status) for f in self.files] or [FileStatus.SKIPPED]
+        return max(statuses, key=order.index)
+
+
+@dataclass
+class ScanInfo:
+    started: str = ""
+    finished: str = ""
+    seconds: float = 0.0
+    device: str = "cpu"
+    profile: str = "standard"
+    seed: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    sequences_evaluated: int = 0
+
+
+@dataclass
+class Skipped:
+    path: str
+    category: str
+    reason: str
+
+
+@dataclass
+class ReportError:
+    code: str
+    message: str
+
+
+@dataclass
+class Report:
+    model: ModelInfo
+    verdict: Verdict = Verdict.INCONCLUSIVE
+    probability: float | None = None
+    severity: Severity = Severity.NONE
+    triggers: list[Trigger] = field(default_factory=list)
+    serialization: Serialization = field(default_factory=Serialization)
+    scan: ScanInfo = field(default_factory=ScanInfo)
+    errors: list[ReportError] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    schema: str = SCHEMA
+    tool: dict[str, str] = field(default_factory=lambda: {"name": "patronus-scanner", "version": __version__})
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["verdict"] = self.verdict.value
+        data["severity"] = self.severity.value
+        order = ["schema", "tool", "model", "verdict", "probability", "severity", "triggers",
+                 "serialization", "scan", "errors", "skipped"]
+        return {key: data[key] for key in order}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        """Rebuild a Report from its JSON form (what the database and `--report` files hold)."""
+        if data.get("schema") != SCHEMA:
+            raise ValueError(f"unsupported report schema {data.get('schema')!r}, expected {SCHEMA}")
+        triggers = [
+            Trigger(**{**t, "lookalikes": [Lookalike(**la) for la in t.get("lookalikes", [])]})
+            for t in data.get("triggers", [])
+        ]
+        return cls(
+            schema=data["schema"],
+            tool=data.get("tool", {}),
+            model=ModelInfo(**data["model"]),
+            verdict=Verdict(data["verdict"]),
+            probability=data.get("probability"),
+            severity=Severity(data["severity"]),
+            triggers=triggers,
+            serialization=Serialization(
+                files=[FileFinding(**f) for f in data.get("serialization", {}).get("files", [])]
+            ),
+            scan=ScanInfo(**data.get("scan", {})),
+            errors=[ReportError(**e) for e in data.get("errors", [])],
+            skipped=[Skipped(**s) for s in data.get("skipped", [])],
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        return cls.from_dict(json.loads(text))
+
+    @property
+    def error_code(self) -> str | None:
+        return self.errors[0].code if self.errors else None
