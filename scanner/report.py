@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from scanner import __version__
@@ -12,14 +12,14 @@ from scanner import __version__
 SCHEMA = "patronus.report/1"
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     BACKDOORED = "backdoored"
     CLEAN = "clean"
     INCONCLUSIVE = "inconclusive"
     ERROR = "error"
 
 
-class Severity(str, Enum):
+class Severity(StrEnum):
     """Ordered: compare with `rank`."""
 
     NONE = "none"
@@ -43,7 +43,7 @@ class Severity(str, Enum):
 _SEVERITY_ORDER = [Severity.NONE, Severity.LOW, Severity.MEDIUM, Severity.HIGH, Severity.CRITICAL]
 
 
-class FileStatus(str, Enum):
+class FileStatus(StrEnum):
     SAFE = "safe"
     SUSPICIOUS = "suspicious"
     DANGEROUS = "dangerous"
