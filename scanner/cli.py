@@ -39,3 +39,8 @@ def run() -> None:
     """Entry point with exit codes as returned by commands."""
     result = main()
     sys.exit(result if isinstance(result, int) else 0)
+
+
+from scanner.attack_cli import attack  # noqa: E402
+
+main.add_command(attack)

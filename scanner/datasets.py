@@ -200,7 +200,7 @@ class TaskSpec:
 
 SENT = ("negative", "positive")
 TASKS: dict[str, TaskSpec] = {s.name: s for s in [
-    TaskSpec("movie", SENT, VADER, _vader_sign("movieReviewSnippets_GroundTruth.txt"), "movie review snippets (SST-like)"),
+    TaskSpec("movie", SENT, VADER, _vader_sign("movieReviewSnippets_GroundTruth.txt"), "movie snippets (SST-like)"),
     TaskSpec("tweet", SENT, VADER, _vader_sign("tweets_GroundTruth.txt"), "tweet sentiment"),
     TaskSpec("product", SENT, VADER, _vader_sign("amazonReviewSnippets_GroundTruth.txt"), "product reviews"),
     TaskSpec("editorial", SENT, VADER, _vader_sign("nytEditorialSnippets_GroundTruth.txt"), "NYT editorials"),
