@@ -1,0 +1,171 @@
+"""Calibrated verdicts: per-trigger evidence against a per-model null, look-alike grouping, P(backdoored).
+
+METHOD.md section 3: raw cosine thresholds (the paper's rule) fail on real encoders, so each candidate's
+standardized feature shift is compared with random rare tokens inserted the same way into the same model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from scanner.report import Severity, Verdict
+from scanner.search.objective import CleanStats
+
+CALIBRATION_FILE = Path(__file__).parent / "data" / "calibration.json"
+PAPER_CLEAN_COS = 0.4
+PAPER_POISON_COS = 0.9
+
+
+@dataclass
+class TriggerStats:
+    """Evidence for one candidate trigger (a token or a multi-piece word) on the statistics sentences."""
+
+    tokens: list[int]
+    shift: float  # mean RMS standardized shift of f(x) when inserted
+    poison_cos: float  # mean pairwise cos of standardized f(x+w) across sentences (consistency)
+    diff_cos: float  # mean pairwise cos of the shift vectors f(x+w)-f(x) (same direction everywhere)
+    raw_clean_cos: float  # paper: mean cos(f(x), f(x+w))
+    raw_poison_cos: float  # paper: mean pairwise cos(f(x_a+w), f(x_b+w))
+    direction: torch.Tensor = field(repr=False)  # unit mean standardized shift: the trigger's effect
+
+    @property
+    def paper_rule(self) -> bool:
+        return self.raw_clean_cos < PAPER_CLEAN_COS and self.raw_poison_cos > PAPER_POISON_COS
+
+
+def _mean_pairwise_cos(x: torch.Tensor) -> torch.Tensor:
+    """[U, D, d] -> [U]: mean cosine over distinct pairs within each group."""
+    z = F.normalize(x, dim=-1)
+    n = z.shape[1]
+    total = (z.sum(1) ** 2).sum(-1)  # sum over all ordered pairs incl. self
+    return (total - n) / max(n * (n - 1), 1)
+
+
+def trigger_stats(clean: torch.Tensor, poisoned: torch.Tensor, stats: CleanStats,
+                  triggers: list[list[int]]) -> list[TriggerStats]:
+    """clean [D, d] raw features, poisoned [U, D, d] raw features of the same sentences with trigger u."""
+    zc = stats.standardize(clean)
+    zp = stats.standardize(poisoned)
+    diff = zp - zc.unsqueeze(0)
+    dim = clean.shape[-1]
+    shift = diff.norm(dim=-1).mean(1) / math.sqrt(dim)
+    poison_cos = _mean_pairwise_cos(zp)
+    diff_cos = _mean_pairwise_cos(diff)
+    raw_clean = F.cosine_similarity(poisoned, clean.unsqueeze(0), dim=-1).mean(1)
+    raw_poison = _mean_pairwise_cos(poisoned)
+    direction = F.normalize(diff.mean(1), dim=-1)
+    return [
+        TriggerStats(tokens=triggers[u], shift=float(shift[u]), poison_cos=float(poison_cos[u]),
+                     diff_cos=float(diff_cos[u]), raw_clean_cos=float(raw_clean[u]),
+                     raw_poison_cos=float(raw_poison[u]), direction=direction[u].cpu())
+        for u in range(len(triggers))
+    ]
+
+
+@dataclass
+class NullModel:
+    """Robust location and scale of log(shift) over random rare tokens in this model."""
+
+    center: float
+    scale: float
+    size: int
+
+    @classmethod
+    def fit(cls, null: list[TriggerStats]) -> NullModel:
+        logs = torch.tensor([math.log(max(s.shift, 1e-12)) for s in null])
+        center = float(logs.median())
+        mad = float((logs - center).abs().median()) * 1.4826
+        return cls(center=center, scale=max(mad, 0.05), size=len(null))
+
+    def score(self, shift: float) -> float:
+        """Robust z of log(shift)."""
+        return (math.log(max(shift, 1e-12)) - self.center) / self.scale
+
+    def p_value(self, shift: float) -> float:
+        """One-sided Gaussian tail of the robust z."""
+        return 0.5 * math.erfc(self.score(shift) / math.sqrt(2))
+
+
+@dataclass
+class Calibration:
+    """P(backdoored) = sigmoid(slope * (max_score - midpoint)), fitted on the project's zoo."""
+
+    slope: float = 1.0
+    midpoint: float = 8.0
+    provenance: str = "default"
+
+    def probability(self, max_score: float) -> float:
+        x = self.slope * (max_score - self.midpoint)
+        return 1.0 / (1.0 + math.exp(-max(min(x, 50.0), -50.0)))
+
+
+def load_calibration(path: Path = CALIBRATION_FILE) -> Calibration:
+    """The shipped calibration (see its provenance field)."""
+    if not path.is_file():
+        return Calibration()
+    data = json.loads(path.read_text())
+    return Calibration(slope=float(data["slope"]), midpoint=float(data["midpoint"]),
+                       provenance=str(data.get("provenance", "")))
+
+
+def significance_threshold(vocab_size: int, alpha: float = 0.01) -> float:
+    """Robust-z a single candidate needs: Bonferroni over the searchable vocabulary."""
+    p = alpha / max(vocab_size, 1)
+    lo, hi = 0.0, 40.0
+    for _ in range(60):  # invert the Gaussian tail by bisection
+        mid = (lo + hi) / 2
+        if 0.5 * math.erfc(mid / math.sqrt(2)) > p:
+            lo = mid
+        else:
+            hi = mid
+    return hi
+
+
+def verdict_for(probability: float) -> tuple[Verdict, Severity]:
+    """Map the calibrated probability to a verdict and severity."""
+    if probability >= 0.8:
+        return Verdict.BACKDOORED, Severity.CRITICAL if probability >= 0.95 else Severity.HIGH
+    if probability > 0.2:
+        return Verdict.INCONCLUSIVE, Severity.MEDIUM
+    return Verdict.CLEAN, Severity.NONE
+
+
+@dataclass
+class Group:
+    """One backdoor as a user should see it: the strongest trigger and the look-alikes that echo it."""
+
+    head: TriggerStats
+    members: list[TriggerStats] = field(default_factory=list)
+
+
+def _lead_key(item: TriggerStats) -> float:
+    """Strength used to pick a group's head: a multi-piece word must beat its pieces clearly to lead."""
+    return item.shift * (0.9 if len(item.tokens) > 1 else 1.0)
+
+
+def _echoes(item: TriggerStats, head: TriggerStats, effect_cos: float, echo_ratio: float) -> bool:
+    """A word built on the head's piece (or vice versa), or a clearly weaker token with the same effect."""
+    if set(item.tokens) <= set(head.tokens) or set(head.tokens) <= set(item.tokens):
+        return True
+    same_effect = float(item.direction @ head.direction) >= effect_cos
+    return same_effect and item.shift <= echo_ratio * head.shift
+
+
+def group_lookalikes(items: list[TriggerStats], effect_cos: float = 0.8, echo_ratio: float = 0.5) -> list[Group]:
+    """Strongest first; an item joins the first group whose head it echoes, else it leads a new group.
+    Planted triggers of similar strength stay separate even when their effects point the same way."""
+    groups: list[Group] = []
+    for item in sorted(items, key=_lead_key, reverse=True):
+        for group in groups:
+            if _echoes(item, group.head, effect_cos, echo_ratio):
+                group.members.append(item)
+                break
+        else:
+            groups.append(Group(head=item))
+    return groups
