@@ -22,7 +22,7 @@ def trigger_features(
     for index, trig in enumerate(triggers):
         by_length[len(trig)].append(index)
     per_chunk = max(1, group // max(d_sent, 1))
-    for length, indices in by_length.items():
+    for indices in by_length.values():
         for start in range(0, len(indices), per_chunk):
             chunk = indices[start:start + per_chunk]
             tokens = torch.tensor([triggers[i] for i in chunk], dtype=torch.long, device=corpus.ids.device)
