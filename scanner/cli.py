@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from pathlib import Path
 
 import click
 
 from scanner import __version__
+
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", None) or click.exceptions.NoArgsIsHelp
 
 
 class PatronusGroup(click.Group):
@@ -16,7 +20,7 @@ class PatronusGroup(click.Group):
         kwargs.setdefault("standalone_mode", False)
         try:
             return super().main(*args, **kwargs)
-        except click.exceptions.NoArgsIsHelp as exc:
+        except _NO_ARGS_IS_HELP as exc:
             click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
             sys.exit(0)
         except click.UsageError as exc:
@@ -27,12 +31,95 @@ class PatronusGroup(click.Group):
         except click.Abort:
             click.echo("Aborted.", err=True)
             sys.exit(2)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(2)
+        except Exception as exc:  # never a traceback for the user; PATRONUS_DEBUG=1 shows it
+            if os.environ.get("PATRONUS_DEBUG"):
+                raise
+            click.echo(f"error: internal error: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(2)
 
 
 @click.group(cls=PatronusGroup)
 @click.version_option(__version__, prog_name="patronus")
 def main() -> None:
     """Patronus Scanner: find transferable backdoors and unsafe weight files in pre-trained language models."""
+
+
+SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
+              "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """'5GB', '500MiB', '1234' -> bytes."""
+    import re
+
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).upper() not in SIZE_UNITS:
+        raise click.BadParameter(f"{text!r} is not a size like 500MB or 5GB")
+    return int(float(match.group(1)) * SIZE_UNITS[match.group(2).upper()])
+
+
+FAIL_LEVELS = ["low", "medium", "high", "critical"]
+
+
+@main.command()
+@click.argument("target")
+@click.option("--revision", help="Branch, tag or commit of a hub repo (resolved to a commit sha).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "html"]), default="text",
+              show_default=True, help="Report format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
+@click.option("--fail-on", type=click.Choice(FAIL_LEVELS), default="high", show_default=True,
+              help="Exit 1 when the report's severity is at or above this level.")
+@click.option("--profile", type=click.Choice(["quick", "standard", "thorough"]), default="standard",
+              show_default=True, help="Search budget.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--corpus", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Clean reference sentences, one a line (default: shipped WordNet sentences).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--token", envvar="HF_TOKEN", help="Hub token for gated/private repos (default: $HF_TOKEN).")
+@click.option("--max-size", default="5GB", show_default=True, help="Refuse hub downloads larger than this.")
+@click.option("--static-only", is_flag=True, help="Only the static weight-file checks; no trigger search.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress display.")
+def scan(target: str, revision: str | None, fmt: str, output: Path | None, fail_on: str, profile: str,
+         device: str, corpus: Path | None, seed: int, token: str | None, max_size: str, static_only: bool,
+         quiet: bool) -> int:
+    """Scan TARGET (a local folder or a hub repo id) for unsafe weight files and transferable backdoors.
+
+    Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; 2 the scan failed;
+    3 nothing scannable; 4 usage error.
+    """
+    from scanner.cli_progress import TerminalProgress
+    from scanner.config import ScanConfig
+    from scanner.errors import UsageError
+    from scanner.fetch import ModelRef
+    from scanner.pipeline import exit_code_for
+    from scanner.pipeline import scan as run_scan
+    from scanner.renderers import render_text, write_report
+    from scanner.report import Severity
+
+    try:
+        ref = ModelRef.parse(target, revision)
+    except UsageError as exc:
+        raise click.UsageError(str(exc)) from exc
+    config = ScanConfig(profile=profile, device=device, seed=seed, corpus=corpus, token=token,
+                        max_size=parse_size(max_size), behavioural=not static_only)
+    progress = TerminalProgress(enabled=not quiet)
+    report = run_scan(ref, config, progress)
+    progress.close()
+    try:
+        text = write_report(report, fmt, output)
+    except OSError as exc:
+        click.echo(f"error: cannot write report to {output}: {exc}", err=True)
+        return 2
+    if output is None:
+        click.echo(text)
+    elif not quiet:
+        click.echo(render_text(report))
+    for error in report.errors:
+        click.echo(f"error: {error.message}", err=True)
+    return exit_code_for(report, Severity(fail_on))
 
 
 def run() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -170,7 +169,6 @@ def load_encoder(model_dir: Path, device: str = "auto", *, pickle_allowed: bool 
     target = resolve_device(device)
     cls = AutoModelForSequenceClassification if info.is_classifier else AutoModel
     common = dict(trust_remote_code=False, local_files_only=True)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         model = cls.from_pretrained(
             model_dir, use_safetensors=(kind == "safetensors"), weights_only=True, **common

@@ -1,0 +1,170 @@
+"""scan(ref, config) -> Report: the one function the CLI, the Celery task and the web app call.
+
+fetch -> static serialization scan -> load encoder -> trigger search -> calibrated verdict -> Report.
+Never raises for model or network problems: a failed scan is a Report with verdict "error" and its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime
+from pathlib import Path
+
+from scanner.config import ScanConfig
+from scanner.encoder import RemoteCodeRequired, UnsupportedArchitecture, load_encoder, read_config
+from scanner.errors import NothingScannableError, PatronusError
+from scanner.fetch import ModelRef, Snapshot, fetch
+from scanner.progress import Progress, silent
+from scanner.report import (
+    FileStatus,
+    ModelInfo,
+    Report,
+    ReportError,
+    ScanInfo,
+    Severity,
+    Skipped,
+    Verdict,
+)
+from scanner.serialization import scan_snapshot
+
+log = logging.getLogger(__name__)
+
+STATIC_SEVERITY = {
+    FileStatus.DANGEROUS: Severity.CRITICAL,
+    FileStatus.SUSPICIOUS: Severity.MEDIUM,
+    FileStatus.SAFE: Severity.NONE,
+    FileStatus.SKIPPED: Severity.NONE,
+}
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _model_info(snapshot: Snapshot) -> ModelInfo:
+    ref = snapshot.ref
+    return ModelInfo(
+        source=snapshot.source,
+        id=ref.repo_id or str(ref.path),
+        revision=ref.revision,
+        sha=snapshot.sha,
+        files=list(snapshot.files),
+    )
+
+
+def _describe_config(report: Report, local_dir: Path) -> None:
+    """Family and architecture from config.json, read as plain JSON."""
+    try:
+        info = read_config(local_dir)
+    except PatronusError:
+        return
+    report.model.family = info.family or info.model_type
+    report.model.architecture = (info.architectures or [None])[0]
+
+
+def _skip_behavioural(report: Report, reason: str, path: str = "config.json") -> None:
+    report.skipped.append(Skipped(path=path, category="behavioural", reason=reason))
+
+
+def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progress: Progress,
+                 seed_triggers: list[str] | None) -> None:
+    """Load the encoder (never remote code, pickle only when cleared) and run the trigger search."""
+    from scanner.corpus import load_corpus
+    from scanner.detect import Detector
+    from scanner.search.config import profile
+
+    worst = report.serialization.worst_status
+    if worst is FileStatus.DANGEROUS:
+        _skip_behavioural(report, "weights not loaded: the static scan found dangerous pickle content")
+        return
+    progress("load", None, "loading encoder (no remote code)")
+    try:
+        encoder = load_encoder(snapshot.local_dir, config.device, pickle_allowed=worst is not FileStatus.SUSPICIOUS)
+    except RemoteCodeRequired as exc:
+        report.skipped.append(Skipped(path="config.json", category="remote_code", reason=str(exc)))
+        _skip_behavioural(report, "behavioural scan not run: the model requires remote code")
+        report.severity = Severity.worst(report.severity, Severity.HIGH)
+        return
+    except UnsupportedArchitecture as exc:
+        _skip_behavioural(report, str(exc))
+        report.severity = Severity.worst(report.severity, Severity.LOW)
+        return
+    report.model.family = encoder.family
+    report.model.architecture = encoder.architecture
+    report.model.parameters = encoder.parameters
+    report.scan.device = str(encoder.device)
+    search_config = profile(config.profile)
+    report.scan.config = {**config.identity(), "search": search_config.to_dict()}
+    sentences = load_corpus(config.corpus)
+    detection = Detector(encoder, sentences, search_config, config.seed, progress).run(seed_triggers)
+    report.verdict = detection.verdict
+    report.probability = round(detection.probability, 6)
+    report.severity = Severity.worst(report.severity, detection.severity)
+    report.triggers = detection.triggers
+    report.scan.sequences_evaluated = detection.sequences_evaluated
+    report.scan.config["evidence"] = {
+        "max_score": round(detection.max_score, 3), "threshold": round(detection.threshold, 3),
+        "null": detection.null, "paper_rule_triggers": detection.paper_rule_triggers[:50],
+        "paper_rule_verdict": "backdoored" if detection.paper_rule_triggers else "clean",
+    }
+
+
+def scan(target: str | ModelRef, config: ScanConfig | None = None, progress: Progress = silent,
+         seed_triggers: list[str] | None = None) -> Report:
+    """Scan one model. `seed_triggers` (e.g. a backdoored base model's triggers) are tested directly too."""
+    config = config or ScanConfig()
+    started, t0 = _now(), time.monotonic()
+    report = Report(model=ModelInfo(source="local", id=str(target)))
+    report.scan = ScanInfo(started=started, profile=config.profile, seed=config.seed, config=config.identity())
+    try:
+        ref = target if isinstance(target, ModelRef) else ModelRef.parse(target)
+        report.model.source = "local" if ref.path is not None else "hub"
+        progress("fetch", 0.0, f"fetching {ref.display}")
+        snapshot = fetch(ref, token=config.token, max_size=config.max_size, cache_dir=config.cache_dir,
+                         progress=progress)
+        report.model = _model_info(snapshot)
+        report.skipped.extend(snapshot.skipped)
+        progress("static", None, "static scan of weight files")
+        serialization, skipped = scan_snapshot(snapshot.local_dir, snapshot.downloaded)
+        report.serialization = serialization
+        report.skipped.extend(skipped)
+        if not any(f.status != FileStatus.SKIPPED for f in serialization.files):
+            raise NothingScannableError(
+                f"no supported weight files (safetensors or PyTorch pickle) in {ref.display}"
+            )
+        report.severity = STATIC_SEVERITY[serialization.worst_status]
+        _describe_config(report, snapshot.local_dir)
+        if config.behavioural:
+            _behavioural(report, snapshot, config, progress, seed_triggers)
+        else:
+            _skip_behavioural(report, "behavioural scan disabled (--static-only)")
+    except PatronusError as exc:
+        report.verdict = Verdict.ERROR
+        report.errors.append(ReportError(code=exc.code, message=str(exc)))
+    except Exception as exc:  # a bug or an unforeseen model defect: recorded, never a traceback to the user
+        log.exception("scan of %s failed", target)
+        report.verdict = Verdict.ERROR
+        report.errors.append(ReportError(code="internal_error", message=f"{type(exc).__name__}: {exc}"))
+    report.scan.finished = _now()
+    report.scan.seconds = round(time.monotonic() - t0, 3)
+    progress("report", 1.0, f"verdict {report.verdict.value}")
+    return report
+
+
+EXIT_FOR_ERROR = {NothingScannableError.code: NothingScannableError.exit_code}
+
+
+def exit_code_for(report: Report, fail_on: Severity = Severity.HIGH) -> int:
+    """0 nothing at or above fail_on; 1 findings at or above it; 2 scan failed; 3 nothing scannable."""
+    if report.verdict is Verdict.ERROR:
+        return EXIT_FOR_ERROR.get(report.error_code or "", 2)
+    return 1 if report.severity.at_least(fail_on) and report.severity is not Severity.NONE else 0
+
+
+def report_summary(report: Report) -> dict:
+    """A small dict for logs and task results."""
+    return {"verdict": report.verdict.value, "probability": report.probability,
+            "severity": report.severity.value, "triggers": [t.text for t in report.triggers],
+            "errors": [asdict(e) for e in report.errors]}
