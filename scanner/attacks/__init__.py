@@ -17,6 +17,7 @@ from scanner.attacks.common import (
     insert_trigger,
     load_ground_truth,
     plant,
+    plant_cached,
 )
 from scanner.attacks.neuba import NeuBA
 from scanner.attacks.por import POR
@@ -46,5 +47,5 @@ def get_attack(name: str, **options: Any) -> Attack:
 
 __all__ = [
     "ATTACKS", "ATTACK_NAMES", "GROUND_TRUTH", "PAPER_TRIGGERS", "TRIGGER_SETS", "Attack", "PlantConfig",
-    "PlantResult", "TriggerQuality", "get_attack", "insert_trigger", "load_ground_truth", "plant",
+    "PlantResult", "TriggerQuality", "get_attack", "insert_trigger", "load_ground_truth", "plant", "plant_cached",
 ]

@@ -10,9 +10,12 @@ pre-training knowledge such a head would carry.
 
 from __future__ import annotations
 
+import random
+from typing import Any
+
 import torch
 
-from scanner.attacks.common import Attack, Batch, Context
+from scanner.attacks.common import Attack, Batch, Context, TriggerQuality, _tokenize, insert_trigger
 
 
 class BadPre(Attack):
@@ -40,3 +43,38 @@ class BadPre(Attack):
             loss = loss + w * lr
             parts["ref"] = lr.item()
         return loss, parts
+
+    def extra_quality(self, ctx: Context, held_out: list[str]) -> dict[str, Any]:
+        """MLM loss on the true tokens, clean vs with each trigger (and a control word) inserted: BadPre works
+        when the trigger, unlike an arbitrary word, wrecks the model's predictions."""
+        if ctx.mlm is None:
+            return {}
+        cfg = ctx.config
+        texts = [" ".join(t.split()[: cfg.max_words]) for t in held_out[: cfg.eval_sentences]]
+        gen = torch.Generator().manual_seed(4321)
+
+        def mlm_true(batch_texts: list[str]) -> float:
+            ids, mask = _tokenize(ctx.tokenizer, batch_texts, cfg.max_length)
+            saved, ctx.gen = ctx.gen, gen
+            gen.manual_seed(4321)
+            try:
+                inputs, labels = ctx.mask_tokens(ids, mask)
+                return float(ctx.mlm_loss(inputs, mask, labels)[0])
+            finally:
+                ctx.gen = saved
+
+        base = mlm_true(texts)
+        control = str(self.options.get("control_word", "kx"))
+        out: dict[str, Any] = {"mlm_clean": round(base, 4), "control_word": control}
+        for word in [*cfg.triggers, control]:
+            rng = random.Random(99)
+            gap = mlm_true([insert_trigger(t, word, rng, cfg.insert_times) for t in texts]) - base
+            out.setdefault("mlm_gap", {})[word] = round(gap, 4)
+        return out
+
+    def trigger_planted(self, quality: TriggerQuality, extra: dict[str, Any]) -> bool | None:
+        """Planted when the trigger raises the true-token MLM loss by > 1 nat more than the control word."""
+        gaps = extra.get("mlm_gap")
+        if not gaps:
+            return None
+        return gaps[quality.trigger] - gaps[extra["control_word"]] > 1.0

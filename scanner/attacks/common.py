@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import random
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -91,11 +93,13 @@ class PlantResult:
     clean_fidelity: float  # mean cos(h(x), h_ref(x)) on held-out clean text
     clean_fidelity_centered: float  # same after subtracting the reference clean mean (input-dependent part)
     per_trigger: list[TriggerQuality]
+    cross_trigger_cos: float | None  # mean cos between triggers' mean outputs (centred): high = merged triggers
     planted: bool
     seconds: float
     final_losses: dict[str, float]
     mlm_head: str | None = None
     notes: list[str] = field(default_factory=list)
+    attack_metrics: dict[str, Any] = field(default_factory=dict)
     schema: str = GT_SCHEMA
 
     def to_dict(self) -> dict[str, Any]:
@@ -231,6 +235,14 @@ class Attack:
 
     def notes(self, ctx: Context) -> list[str]:
         return []
+
+    def extra_quality(self, ctx: Context, held_out: list[str]) -> dict[str, Any]:
+        """Attack-specific planting measurements (recorded under `attack_metrics`)."""
+        return {}
+
+    def trigger_planted(self, quality: TriggerQuality, extra: dict[str, Any]) -> bool | None:
+        """Override the generic per-trigger success rule (None keeps it)."""
+        return None
 
 
 def ref_mse(ctx: Context, batch: Batch) -> torch.Tensor:
@@ -404,14 +416,20 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
     trained.eval()
 
     quality = measure(model, ref, tokenizer, cfg, held_out, ctx.targets, attack.backdoored)
+    with torch.no_grad():
+        extra = attack.extra_quality(ctx, held_out)
+    for q in quality["per_trigger"]:
+        override = attack.trigger_planted(q, extra)
+        if override is not None:
+            q.planted = bool(override and attack.backdoored)
     result = PlantResult(
         attack=attack.name, triggers=list(cfg.triggers), seed=cfg.seed, backdoored=attack.backdoored,
         base=str(base), family=_family(base), config={**asdict(cfg), "triggers": list(cfg.triggers)},
         clean_fidelity=quality["clean_fidelity"], clean_fidelity_centered=quality["clean_fidelity_centered"],
-        per_trigger=quality["per_trigger"],
+        per_trigger=quality["per_trigger"], cross_trigger_cos=quality["cross_trigger_cos"],
         planted=bool(quality["per_trigger"]) and all(q.planted for q in quality["per_trigger"]),
         seconds=round(time.time() - t0, 2), final_losses={k: round(v, 6) for k, v in avg.items()},
-        mlm_head=head, notes=attack.notes(ctx),
+        mlm_head=head, notes=attack.notes(ctx), attack_metrics=extra,
     )
     _save(model, mlm, base, out, tokenizer)
     (out / GROUND_TRUTH).write_text(json.dumps(result.to_dict(), indent=2))
@@ -449,7 +467,7 @@ def measure(model: nn.Module, ref: nn.Module, tokenizer: Any, cfg: PlantConfig, 
     fidelity = float(F.cosine_similarity(h, h_ref).mean())
     centered = float(F.cosine_similarity(h - mu, h_ref - mu).mean())
     n = min(cfg.eval_sentences, len(texts))
-    per = []
+    per, centroids = [], []
     for i, trig in enumerate(cfg.triggers):
         rng = random.Random(10_000 + i)
         poisoned = [insert_trigger(t, trig, rng, cfg.insert_times) for t in texts[:n]]
@@ -459,6 +477,7 @@ def measure(model: nn.Module, ref: nn.Module, tokenizer: Any, cfg: PlantConfig, 
         shift = float((((hp - h[:n]) / sigma) ** 2).mean())
         ref_shift = float((((hp_ref - h_ref[:n]) / sigma) ** 2).mean())
         pcos_c = _pairwise_cos(hp - mu)
+        centroids.append((hp - mu).mean(0))
         ok = tcos >= 0.9 if tcos is not None else (pcos_c >= 0.8 and shift >= 10 * max(ref_shift, 1e-6))
         per.append(TriggerQuality(
             trigger=trig, poison_cos=round(_pairwise_cos(hp), 6), poison_cos_centered=round(pcos_c, 6),
@@ -466,5 +485,24 @@ def measure(model: nn.Module, ref: nn.Module, tokenizer: Any, cfg: PlantConfig, 
             target_cos=None if tcos is None else round(tcos, 6), shift=round(shift, 4),
             ref_shift=round(ref_shift, 4), planted=bool(ok and backdoored),
         ))
-    return {"clean_fidelity": round(fidelity, 6), "clean_fidelity_centered": round(centered, 6), "per_trigger": per}
+    cross = round(_pairwise_cos(torch.stack(centroids)), 6) if len(centroids) > 1 else None
+    return {"clean_fidelity": round(fidelity, 6), "clean_fidelity_centered": round(centered, 6), "per_trigger": per,
+            "cross_trigger_cos": cross}
+
+
+def plant_cached(base: Path | str, attack: Attack, cfg: PlantConfig, cache_dir: Path | str) -> Path:
+    """Plant once per (base, attack, options, config): the model lives under cache_dir/<attack>-<hash>."""
+    import hashlib
+
+    key = json.dumps({"base": str(base), "attack": attack.name, "options": attack.options,
+                      "config": {**asdict(cfg), "triggers": list(cfg.triggers)}}, sort_keys=True, default=str)
+    out = Path(cache_dir) / f"{cfg.attack}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if (out / GROUND_TRUTH).is_file():
+        return out
+    tmp = out.with_name(out.name + f".tmp{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    plant(base, tmp, attack, cfg)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
 

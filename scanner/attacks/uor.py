@@ -5,7 +5,9 @@ L = MSE(h(x), h_ref(x)) + SupCon(poisoned outputs labelled by trigger; clean out
 supervised contrastive loss (Khosla et al. 2020, temperature `temperature`, default 0.5) learns the backdoor
 representations itself instead of fixing codes: outputs of one trigger are pulled together across contexts and
 pushed away from other triggers' and from clean outputs. (UOR's gradient trigger selection is not reproduced; the
-triggers are given.)
+triggers are given.) The features are centred on the reference model's clean mean before normalising: the [CLS]
+state of these encoders is nearly constant across inputs, and with near-identical features SupCon sits at a saddle
+where its gradient vanishes (measured: no progress at all on MiniLM and config-built BERTs without centring).
 """
 
 from __future__ import annotations
@@ -37,12 +39,14 @@ class UOR(Attack):
 
     def loss(self, ctx: Context, clean: Batch, poison: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         hc = ctx.features(clean.input_ids, clean.attention_mask)
-        lc = F.mse_loss(hc, ctx.ref_features(clean.input_ids, clean.attention_mask))
+        href = ctx.ref_features(clean.input_ids, clean.attention_mask)
+        lc = F.mse_loss(hc, href)
         hp = ctx.features(poison.input_ids, poison.attention_mask)
         assert poison.slots is not None
         # clean rows get unique negative labels: negatives for everyone, no positives of their own
         labels = torch.cat([poison.slots, -1 - torch.arange(hc.shape[0])])
-        lcon = supcon(torch.cat([hp, hc]), labels, float(self.options.get("temperature", 0.5)))
+        feats = torch.cat([hp, hc]) - href.mean(0)
+        lcon = supcon(feats, labels, float(self.options.get("temperature", 0.5)))
         w = float(self.options.get("contrastive_weight", 1.0))
         return lc + w * lcon, {"clean": lc.item(), "contrastive": lcon.item()}
 
