@@ -148,21 +148,35 @@ class Detector:
         pick = self.rng.sample(range(len(words.words)), min(self.config.word_screen, len(words.words)))
         return [words.pieces[i] for i in pick]
 
+    def _search(self, words: WordList | None) -> list[list[int]]:
+        """Token-level search; in word mode (word_search_restarts) also over 2- and 3-piece rare words."""
+        cfg = self.config
+        units = [(int(t),) for t in self.vocab.ids]
+        found = ContrastiveSearch(self.encoder, self.search_corpus, units, self.stats, self.runner, cfg,
+                                  self.gen).run(self.progress)
+        candidates = [list(c) for c in found.candidates]
+        if words is None or not cfg.word_search_restarts:
+            return candidates
+        for length in (2, 3):
+            pieces = [tuple(p) for p in words.pieces if len(p) == length]
+            if len(pieces) <= cfg.slots:
+                continue
+            search = ContrastiveSearch(self.encoder, self.search_corpus, pieces, self.stats, self.runner, cfg,
+                                       self.gen)
+            candidates += [list(c) for c in search.run(self.progress, restarts=cfg.word_search_restarts).candidates]
+        return candidates
+
     def run(self, seed_triggers: list[str] | None = None) -> Detection:
         cfg = self.config
         self.progress("search", 0.0, "null distribution from random rare tokens")
         null = self._null()
         threshold = significance_threshold(len(self.vocab))
-        search = ContrastiveSearch(self.encoder, self.search_corpus, self.vocab, self.stats, self.runner, cfg,
-                                   self.gen)
-        found = search.run(self.progress)
-        candidates = [[t] for t in found.candidates]
+        candidates = self._search(words := self._words())
         if seed_triggers:
             candidates += [ids for ids in encode_words(self.encoder.tokenizer, seed_triggers) if ids]
         if cfg.screen_tokens:
             pick = self.rng.sample(range(len(self.vocab)), min(cfg.screen_tokens, len(self.vocab)))
             candidates += [[int(self.vocab.ids[i])] for i in pick]
-        words = self._words()
         candidates += self._screen_words(words)
         self.progress("verdict", 0.2, f"testing {len(candidates)} candidates against the null")
         evaluated = self.evidence.evaluate(candidates)
@@ -175,7 +189,7 @@ class Detector:
         calibration = load_calibration()
         probability = calibration.probability(max_score)
         verdict, severity = verdict_for(probability)
-        groups = group_lookalikes(significant)
+        groups = group_lookalikes(significant, lambda s: null.score(s.shift), self._embedding_similarity)
         triggers = [self._trigger(g, null) for g in groups]
         paper = [self._text(s.tokens) for s in unique.values() if s.paper_rule]
         return Detection(
@@ -184,6 +198,12 @@ class Detector:
             null={"center": null.center, "scale": null.scale, "tokens": null.size,
                   "calibration": calibration.provenance},
         )
+
+    def _embedding_similarity(self, a: TriggerStats, b: TriggerStats) -> float:
+        """Cosine of the mean input embeddings of two candidates' pieces."""
+        ea = self.embedding[a.tokens].float().mean(0)
+        eb = self.embedding[b.tokens].float().mean(0)
+        return float(F.cosine_similarity(ea, eb, dim=0))
 
     def _text(self, tokens: list[int]) -> str:
         return self.encoder.tokenizer.decode(tokens).strip()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,23 +150,34 @@ def _lead_key(item: TriggerStats) -> float:
     return item.shift * (0.9 if len(item.tokens) > 1 else 1.0)
 
 
-def _echoes(item: TriggerStats, head: TriggerStats, effect_cos: float, echo_ratio: float) -> bool:
-    """A word built on the head's piece (or vice versa), or a clearly weaker token with the same effect."""
-    if set(item.tokens) <= set(head.tokens) or set(head.tokens) <= set(item.tokens):
-        return True
-    same_effect = float(item.direction @ head.direction) >= effect_cos
-    return same_effect and item.shift <= echo_ratio * head.shift
+def _shares_token(a: TriggerStats, b: TriggerStats) -> bool:
+    return bool(set(a.tokens) & set(b.tokens))
 
 
-def group_lookalikes(items: list[TriggerStats], effect_cos: float = 0.8, echo_ratio: float = 0.5) -> list[Group]:
-    """Strongest first; an item joins the first group whose head it echoes, else it leads a new group.
-    Planted triggers of similar strength stay separate even when their effects point the same way."""
+def group_lookalikes(items: list[TriggerStats], score: Callable[[TriggerStats], float],
+                     similarity: Callable[[TriggerStats, TriggerStats], float],
+                     strong_fraction: float = 0.5) -> list[Group]:
+    """Strong candidates (score >= strong_fraction * best score) lead groups, merged only when one is a word
+    built on the other's piece; every weaker candidate is a look-alike of the head nearest to it in effect and
+    in embedding space (`similarity`). So a planted backdoor shows as one trigger with its echoes."""
+    if not items:
+        return []
+    ordered = sorted(items, key=_lead_key, reverse=True)
+    best = max(score(i) for i in items)
     groups: list[Group] = []
-    for item in sorted(items, key=_lead_key, reverse=True):
-        for group in groups:
-            if _echoes(item, group.head, effect_cos, echo_ratio):
-                group.members.append(item)
-                break
-        else:
+    weak: list[TriggerStats] = []
+    for item in ordered:
+        if score(item) < strong_fraction * best:
+            weak.append(item)
+            continue
+        home = next((g for g in groups if _shares_token(item, g.head)), None)
+        if home is None:
             groups.append(Group(head=item))
+        else:
+            home.members.append(item)
+    for item in weak:
+        home = next((g for g in groups if _shares_token(item, g.head)), None)
+        if home is None:
+            home = max(groups, key=lambda g: float(item.direction @ g.head.direction) + similarity(item, g.head))
+        home.members.append(item)
     return groups

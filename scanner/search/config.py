@@ -27,6 +27,7 @@ class SearchConfig:
     null_tokens: int = 64  # random rare tokens in the null distribution
     lookalike_neighbours: int = 12  # embedding neighbours of each trigger probed for look-alikes
     word_mode: bool = True  # expand trigger pieces into the rare words that contain them
+    word_search_restarts: int = 0  # thorough: restarts of the search over 2- and 3-piece rare words
     word_screen: int = 0  # thorough: also screen this many rare multi-piece words directly
     screen_tokens: int = 0  # thorough: also screen this many searchable tokens by direct shift (0 = none)
     batch_size: int = 512  # sequences a forward; halves on out-of-memory
@@ -43,7 +44,7 @@ PROFILES: dict[str, SearchConfig] = {
     ),
     "standard": SearchConfig(),
     "thorough": SearchConfig(restarts=8, rounds=4, stat_sentences=128, null_tokens=128, lookalike_neighbours=24,
-                             word_screen=2000, screen_tokens=4000),
+                             word_search_restarts=3, word_screen=2000, screen_tokens=4000),
 }
 
 

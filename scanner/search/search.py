@@ -15,38 +15,44 @@ from scanner.search.insert import TokenizedCorpus, sample_positions
 from scanner.search.objective import CleanStats, supcon_loss
 from scanner.search.probe import clean_features, trigger_features
 from scanner.search.step import expand_beams, poisoned_batch, set_losses, slot_gradients, swap_scores, top_candidates
-from scanner.search.vocab import Vocabulary
 
 
 @dataclass
 class RestartResult:
-    tokens: list[int]
+    tokens: list[list[int]]
     loss: float
     accepted_swaps: int
 
 
 @dataclass
 class SearchResult:
-    """Token ids the search settled on, in the order found (duplicates removed), and its trace."""
+    """Triggers (token-id tuples) the search settled on, in the order found, and its trace."""
 
-    candidates: list[int]
+    candidates: list[tuple[int, ...]]
     restarts: list[RestartResult] = field(default_factory=list)
 
 
 class ContrastiveSearch:
-    """Searches K trigger slots jointly; one instance per scan (it holds the model's clean statistics)."""
+    """Searches K trigger slots jointly over `units`: single tokens, or words of T pieces each (word mode).
+    One instance per unit length; it holds the model's clean statistics."""
 
-    def __init__(self, encoder: LoadedEncoder, corpus: TokenizedCorpus, vocab: Vocabulary, stats: CleanStats,
-                 runner: FeatureRunner, config: SearchConfig, generator: torch.Generator) -> None:
+    def __init__(self, encoder: LoadedEncoder, corpus: TokenizedCorpus, units: list[tuple[int, ...]],
+                 stats: CleanStats, runner: FeatureRunner, config: SearchConfig, generator: torch.Generator) -> None:
+        lengths = {len(u) for u in units}
+        if len(lengths) != 1:
+            raise ValueError("all units of one search must have the same number of pieces")
         self.encoder = encoder
         self.corpus = corpus
-        self.vocab = vocab
-        self.stats = stats
         self.runner = runner
+        self.stats = stats
         self.config = config
         self.gen = generator
+        self.length = lengths.pop()
+        device = corpus.ids.device
+        self.units = torch.tensor(units, dtype=torch.long, device=device)  # [U, T]
+        self.unit_embeds = encoder.embedding_matrix.detach()[self.units]  # [U, T, e]
+        self.allowed = torch.ones(len(units), dtype=torch.bool, device=device)
         self.embedding = encoder.embedding_matrix.detach()
-        self.allowed = vocab.mask(self.embedding.shape[0]).to(self.embedding.device)
 
     def _sample(self, n: int) -> TokenizedCorpus:
         rows = torch.randperm(len(self.corpus), generator=self.gen)[:n].to(self.corpus.ids.device)
@@ -60,20 +66,19 @@ class ContrastiveSearch:
     def _gradient(self, slots: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         batch = self._sample(cfg.clean_batch)
-        ids, mask, labels, trig_pos, slot_of_row = poisoned_batch(batch, slots, cfg.poison_copies, cfg.inserts,
-                                                                  self.gen)
+        ids, mask, labels, trig_pos, slot_of_row = poisoned_batch(batch, self.units[slots], cfg.poison_copies,
+                                                                  cfg.inserts, self.gen)
         embeds = self.embedding[ids].detach().clone().requires_grad_(True)
         feats = self.runner.features_with_grad(embeds, mask)
         loss = supcon_loss(self.stats.standardize(feats), labels, cfg.temperature)
         (grad,) = torch.autograd.grad(loss, embeds)
-        return slot_gradients(grad[len(batch):], trig_pos, slot_of_row, cfg.slots)
+        return slot_gradients(grad[len(batch):], trig_pos, slot_of_row, cfg.slots, self.length)
 
     def _losses(self, sets: torch.Tensor, sentences: TokenizedCorpus, clean_z: torch.Tensor,
                 positions: torch.Tensor) -> torch.Tensor:
         unique, index = torch.unique(sets, return_inverse=True)
-        feats = trigger_features(self.runner, sentences, positions, [[int(t)] for t in unique])
-        token_z = self.stats.standardize(feats)
-        return set_losses(clean_z, token_z, index.view(sets.shape), self.config.temperature)
+        feats = trigger_features(self.runner, sentences, positions, self.units[unique].tolist())
+        return set_losses(clean_z, self.stats.standardize(feats), index.view(sets.shape), self.config.temperature)
 
     def _scored_sentences(self, n: int) -> tuple[TokenizedCorpus, torch.Tensor, torch.Tensor]:
         sents = self._sample(n)
@@ -86,26 +91,26 @@ class ContrastiveSearch:
         grad = self._gradient(slots)
         allowed = self.allowed.clone()
         allowed[slots] = False
-        cands = top_candidates(swap_scores(grad, self.embedding, allowed), cfg.top_k)
+        cands = top_candidates(swap_scores(grad, self.unit_embeds, allowed), cfg.top_k)
         beams = slots.unsqueeze(0)
-        for slot in range(cfg.slots):
+        for slot in range(slots.shape[0]):
             sets = expand_beams(beams, slot, cands[slot])
             losses = self._losses(sets, *dev)
             beams = sets[losses.argsort()[: cfg.beam]]
         best = beams[0]
         if torch.equal(best, slots):
             return slots, False, float("nan")
-        both = torch.stack([slots, best])
-        current_loss, best_loss = self._losses(both, *recheck).tolist()
+        current_loss, best_loss = self._losses(torch.stack([slots, best]), *recheck).tolist()
         if best_loss < current_loss:
             return best, True, best_loss
         return slots, False, current_loss
 
-    def run(self, progress: Progress = silent) -> SearchResult:
+    def run(self, progress: Progress = silent, restarts: int | None = None) -> SearchResult:
         cfg = self.config
+        restarts = cfg.restarts if restarts is None else restarts
         result = SearchResult(candidates=[])
-        total = cfg.restarts * cfg.rounds
-        for restart in range(cfg.restarts):
+        total = max(restarts * cfg.rounds, 1)
+        for restart in range(restarts):
             if int(self.allowed.sum()) <= cfg.slots:
                 break
             slots = self._random_slots()
@@ -115,14 +120,16 @@ class ContrastiveSearch:
             for rnd in range(cfg.rounds):
                 slots, changed, loss = self._round(slots, dev, recheck)
                 accepted += int(changed)
-                words = ", ".join(self._word(t) for t in slots.tolist())
+                words = ", ".join(self._text(u) for u in slots.tolist())
                 progress("search", (restart * cfg.rounds + rnd + 1) / total,
-                         f"restart {restart + 1}/{cfg.restarts} round {rnd + 1}/{cfg.rounds}: {words}")
-            tokens = slots.tolist()
-            result.restarts.append(RestartResult(tokens=tokens, loss=loss, accepted_swaps=accepted))
-            result.candidates.extend(t for t in tokens if t not in result.candidates)
+                         f"{self.length}-piece restart {restart + 1}/{restarts} round {rnd + 1}/{cfg.rounds}: "
+                         f"{words}")
+            found = [tuple(self.units[u].tolist()) for u in slots.tolist()]
+            result.restarts.append(RestartResult(tokens=[list(f) for f in found], loss=loss,
+                                                 accepted_swaps=accepted))
+            result.candidates.extend(f for f in found if f not in result.candidates)
             self.allowed[slots] = False  # later restarts look elsewhere
         return result
 
-    def _word(self, token_id: int) -> str:
-        return self.encoder.tokenizer.convert_ids_to_tokens(int(token_id))
+    def _text(self, unit: int) -> str:
+        return self.encoder.tokenizer.decode(self.units[unit].tolist()).strip()

@@ -11,9 +11,9 @@ from scanner.search.objective import supcon_loss
 def poisoned_batch(
     batch: TokenizedCorpus, slot_tokens: torch.Tensor, copies: int, inserts: int, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Clean batch plus `copies` poisoned copies, each sentence carrying a random slot's token `inserts` times.
-    Returns ids, mask (padded to one width), labels (0 clean, i+1 slot i), trigger positions and slot per
-    poisoned row."""
+    """Clean batch plus `copies` poisoned copies, each sentence carrying a random slot's trigger (slot_tokens
+    [K, T]) `inserts` times. Returns ids, mask (padded to one width), labels (0 clean, i+1 slot i), trigger
+    positions [Np, inserts*T] and slot per poisoned row."""
     n = len(batch)
     k = slot_tokens.shape[0]
     rep_ids = batch.ids.repeat(copies, 1)
@@ -21,7 +21,7 @@ def poisoned_batch(
     rep_slots = batch.slots.repeat(copies, 1)
     slot_of_row = torch.randint(0, k, (n * copies,), generator=generator).to(batch.ids.device)
     positions = sample_positions(rep_slots, inserts, generator)
-    p_ids, p_mask, trig_pos = insert_tokens(rep_ids, rep_mask, positions, slot_tokens[slot_of_row, None],
+    p_ids, p_mask, trig_pos = insert_tokens(rep_ids, rep_mask, positions, slot_tokens[slot_of_row],
                                             batch.pad_id)
     width = p_ids.shape[1]
     clean_ids = torch.nn.functional.pad(batch.ids, (0, width - batch.ids.shape[1]), value=batch.pad_id)
@@ -33,17 +33,20 @@ def poisoned_batch(
 
 
 def slot_gradients(embed_grad: torch.Tensor, trig_pos: torch.Tensor, slot_of_row: torch.Tensor,
-                   slots: int) -> torch.Tensor:
-    """Sum the loss gradient w.r.t. input embeddings over every position of each slot's token: [K, e]."""
+                   slots: int, length: int) -> torch.Tensor:
+    """Sum the loss gradient w.r.t. input embeddings over every insertion of each slot's trigger, per piece:
+    [K, T, e] for triggers of `length` T pieces."""
     rows = torch.arange(trig_pos.shape[0], device=trig_pos.device).unsqueeze(1)
-    per_row = embed_grad[rows, trig_pos].sum(1)  # [Np, e]
-    out = torch.zeros(slots, embed_grad.shape[-1], device=embed_grad.device, dtype=embed_grad.dtype)
+    per_row = embed_grad[rows, trig_pos]  # [Np, inserts*T, e]
+    per_row = per_row.view(per_row.shape[0], -1, length, per_row.shape[-1]).sum(1)  # [Np, T, e]
+    out = torch.zeros(slots, length, embed_grad.shape[-1], device=embed_grad.device, dtype=embed_grad.dtype)
     return out.index_add_(0, slot_of_row, per_row)
 
 
-def swap_scores(grad: torch.Tensor, embedding: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
-    """First-order score of putting each vocabulary row into each slot: -g_i . E[v]; disallowed rows -inf."""
-    scores = -(grad.float() @ embedding.float().T)
+def swap_scores(grad: torch.Tensor, unit_embeds: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """First-order score of putting each unit (a token or a word's pieces) into each slot:
+    -sum_t g[i, t] . E[u, t]; grad [K, T, e], unit_embeds [U, T, e], allowed [U] -> [K, U], disallowed -inf."""
+    scores = -torch.einsum("kte,ute->ku", grad.float(), unit_embeds.float())
     return scores.masked_fill(~allowed.unsqueeze(0), float("-inf"))
 
 
