@@ -1,0 +1,171 @@
+"""The Celery app: queues `gpu` (scan, purify) and `default` (discover, render, requeue_stale), beat schedule.
+
+Delivery guarantees: acks_late + prefetch 1 (a task is acknowledged only after it ran), task_reject_on_worker_lost
+(prefork: a task whose child died goes back to the queue), the redis visibility timeout (solo pool: a task whose
+worker was killed is redelivered), and `patronus.requeue_stale` for brokers that cannot redeliver (the embedded
+SQLAlchemy transport). Results live in the scans table, so Celery's result backend is off unless configured.
+
+The tasks are thin: each builds its context and calls a plain function from tasks.scan / tasks.discover.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from scanner.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+SCAN = "patronus.scan"
+PURIFY = "patronus.purify"
+DISCOVER = "patronus.discover"
+RENDER = "patronus.render"
+REQUEUE_STALE = "patronus.requeue_stale"
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    """Celery settings derived from ours (pure: tested without a broker)."""
+    gpu, default = settings.gpu_queue, settings.default_queue
+    transport: dict[str, Any] = {}
+    if settings.broker_url.startswith(("redis://", "rediss://", "sentinel://")):
+        vt = settings.broker_visibility_timeout_s
+        transport = {
+            "visibility_timeout": vt,
+            "unacked_restore_interval": max(1, min(10, vt // 4)),
+            "unacked_restore_throttle": 1,
+        }
+        if settings.queue_prefix:
+            transport["global_keyprefix"] = settings.queue_prefix
+    elif settings.embedded:
+        transport = {"polling_interval": 0.5}
+    limit = settings.scan_time_limit_s
+    return {
+        "broker_url": settings.broker_url,
+        "result_backend": settings.result_backend,
+        "task_ignore_result": settings.result_backend is None,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "timezone": "UTC",
+        "enable_utc": True,
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_time_limit": limit + 300,  # hard limit (prefork pools); the scan also checks it cooperatively
+        "task_soft_time_limit": limit,
+        "broker_transport_options": transport,
+        "broker_connection_retry_on_startup": True,
+        "task_default_queue": default,
+        "task_queues": (Queue(gpu, routing_key=gpu), Queue(default, routing_key=default)),
+        "task_routes": {SCAN: {"queue": gpu}, PURIFY: {"queue": gpu}, DISCOVER: {"queue": default},
+                        RENDER: {"queue": default}, REQUEUE_STALE: {"queue": default}},
+        "worker_enable_remote_control": not settings.embedded,  # the SQL transport has no fanout exchange
+        "worker_send_task_events": False,
+        "beat_schedule": {
+            "discover": {"task": DISCOVER, "schedule": settings.discovery_interval_s},
+            "requeue-stale": {"task": REQUEUE_STALE, "schedule": max(settings.scan_lease_s, 30.0)},
+        },
+    }
+
+
+def make_celery(settings: Settings | None = None) -> Celery:
+    settings = settings or get_settings()
+    settings.ensure_data_dir()
+    celery = Celery("patronus")
+    celery.conf.update(celery_config(settings))
+    return celery
+
+
+app = make_celery()
+_context = None
+
+
+def context():
+    """This process's TaskContext (built on first use), which enqueues scans through this app."""
+    global _context
+    if _context is None:
+        from tasks.context import default_context
+
+        _context = default_context(enqueue=enqueue_scan)
+    return _context
+
+
+def enqueue_scan(scan_id: int, task_id: str) -> None:
+    """Send the scan task through this process's app; call only after the scan row is committed."""
+    scan_task.apply_async(args=[scan_id], task_id=task_id, queue=get_settings().gpu_queue)
+
+
+def sender_for(settings: Settings):
+    """An Enqueue that sends scan tasks to the broker and queue `settings` name (the web app uses this)."""
+    celery = app if settings is get_settings() else make_celery(settings)
+    queue = settings.gpu_queue
+
+    def send(scan_id: int, task_id: str) -> None:
+        celery.send_task(SCAN, args=[scan_id], task_id=task_id, queue=queue)
+
+    return send
+
+
+@app.task(bind=True, name=SCAN, max_retries=None, acks_late=True)
+def scan_task(self, scan_id: int) -> dict[str, Any]:
+    """Scan one queued scan row (see tasks.scan.run_scan)."""
+    from tasks.scan import run_scan
+
+    outcome = run_scan(context(), scan_id)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return {"scan_id": scan_id, "status": outcome.status, "detail": outcome.detail}
+
+
+@app.task(name=DISCOVER)
+def discover_task() -> dict[str, Any]:
+    """One discovery run over the configured families (see tasks.discover.discover)."""
+    from tasks.discover import discover
+
+    return discover(context()).to_dict()
+
+
+@app.task(name=REQUEUE_STALE)
+def requeue_stale_task() -> list[int]:
+    """Re-send scans no broker will redeliver (see tasks.scan.requeue_stale)."""
+    from tasks.scan import requeue_stale
+
+    return requeue_stale(context())
+
+
+@app.task(name=RENDER)
+def render_task(scan_id: int, fmt: str = "html") -> str | None:
+    """Write a finished scan's report (html, sarif, json, text) under the data directory; returns the path."""
+    from tasks.render import render_scan
+
+    path = render_scan(context(), scan_id, fmt)
+    return str(path) if path else None
+
+
+@signals.worker_process_init.connect
+def _reset_after_fork(**_: Any) -> None:
+    """A forked child must not share the parent's database connections."""
+    global _context
+    if _context is not None:
+        _context.sessions.kw["bind"].dispose(close=False)
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(**_: Any) -> None:
+    """Expose the hub endpoint to the pipeline, and recover lost scans when the broker cannot redeliver."""
+    settings = get_settings()
+    if settings.hf_endpoint:
+        os.environ.setdefault("HF_ENDPOINT", settings.hf_endpoint)
+    if settings.embedded:
+        from tasks.scan import requeue_stale
+
+        try:
+            sent = requeue_stale(context())
+            if sent:
+                log.warning("re-sent %d scans left behind by a stopped worker: %s", len(sent), sent)
+        except Exception:
+            log.exception("could not look for scans left behind")

@@ -1,0 +1,106 @@
+"""The schema: Alembic on Postgres and SQLite, the reuse/collapse indexes, repository helpers."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import inspect, select
+from sqlalchemy.exc import IntegrityError
+
+from db.migrate import current_revision, downgrade, head_revision, upgrade
+from db.models import Revision, Scan
+from db.repo import (
+    ScanKey,
+    Target,
+    TargetError,
+    classify_target,
+    get_or_create_model,
+    get_or_create_revision,
+    submit_scan,
+)
+from scanner.config import ScanConfig
+
+pytestmark = pytest.mark.service
+
+KEY = ScanKey.from_config(ScanConfig(profile="quick"))
+
+
+def test_postgres_is_migrated_to_head(pg_url):
+    assert current_revision(pg_url) == head_revision() is not None
+
+
+def test_sqlite_migrates_up_and_down(tmp_path):
+    url = f"sqlite:///{tmp_path / 'p.db'}"
+    upgrade(url)
+    assert current_revision(url) == head_revision()
+    from db.session import make_engine
+
+    engine = make_engine(url)
+    names = {ix["name"] for ix in inspect(engine).get_indexes("scans")}
+    assert {"uq_scans_active", "uq_scans_executed"} <= names
+    engine.dispose()
+    downgrade(url, "base")
+    assert current_revision(url) is None
+
+
+def test_concurrent_submissions_collapse_onto_the_active_scan(db):
+    model = get_or_create_model(db, Target("hub", "org/a"))
+    first = submit_scan(db, model, None, KEY)
+    second = submit_scan(db, model, "", KEY)
+    assert first.created and not second.created and first.scan.id == second.scan.id
+    other_rev = submit_scan(db, model, "v1", KEY)
+    assert other_rev.created and other_rev.scan.id != first.scan.id
+
+
+def test_active_index_rejects_a_second_active_row(db):
+    model = get_or_create_model(db, Target("hub", "org/b"))
+    submit_scan(db, model, None, KEY)
+    with pytest.raises(IntegrityError), db.begin_nested():
+        db.add(Scan(model_id=model.id, requested_revision="", engine_version=KEY.engine_version,
+                    config_hash=KEY.config_hash, profile="quick", status="running"))
+        db.flush()
+
+
+def test_executed_index_allows_one_succeeded_scan_per_commit(db):
+    model = get_or_create_model(db, Target("hub", "org/c"))
+    rev = get_or_create_revision(db, model, "a" * 40)
+    common = dict(model_id=model.id, revision_id=rev.id, engine_version=KEY.engine_version,
+                  config_hash=KEY.config_hash, profile="quick", status="succeeded")
+    done = Scan(requested_revision="", **common)
+    db.add(done)
+    db.flush()
+    db.add(Scan(requested_revision="main", reused_from_id=done.id, **common))  # a reuse is fine
+    db.flush()
+    with pytest.raises(IntegrityError), db.begin_nested():
+        db.add(Scan(requested_revision="x", **common))
+        db.flush()
+
+
+def test_pinned_sha_with_a_finished_scan_is_answered_without_a_new_row(db):
+    model = get_or_create_model(db, Target("hub", "org/d"))
+    sha = "b" * 40
+    rev = get_or_create_revision(db, model, sha)
+    done = Scan(model_id=model.id, revision_id=rev.id, requested_revision="", engine_version=KEY.engine_version,
+                config_hash=KEY.config_hash, profile="quick", status="succeeded")
+    db.add(done)
+    db.flush()
+    sub = submit_scan(db, model, sha, KEY)
+    assert not sub.created and sub.scan.id == done.id
+    assert db.scalar(select(Revision).where(Revision.sha == sha)).id == rev.id
+
+
+def test_get_or_create_is_idempotent(db):
+    a = get_or_create_model(db, Target("hub", "org/e"), family="bert")
+    b = get_or_create_model(db, Target("hub", "org/e"), pipeline_tag="fill-mask")
+    assert a.id == b.id and b.family == "bert" and b.pipeline_tag == "fill-mask"
+    assert get_or_create_revision(db, a, "c" * 40).id == get_or_create_revision(db, a, "c" * 40).id
+
+
+def test_classify_target(tmp_path):
+    assert classify_target("org/name", allow_local=False) == Target("hub", "org/name")
+    assert classify_target("bert-base-uncased", allow_local=False).source == "hub"
+    with pytest.raises(TargetError, match="PATRONUS_ALLOW_LOCAL_TARGETS"):
+        classify_target(str(tmp_path), allow_local=False)
+    assert classify_target(str(tmp_path), allow_local=True) == Target("local", str(tmp_path.resolve()))
+    for bad in ("a/b/c", "<script>", "org/../x", ""):
+        with pytest.raises(TargetError):
+            classify_target(bad, allow_local=False)

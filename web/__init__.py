@@ -1,0 +1,1 @@
+"""The HTTP app: report pages and a small JSON API (FastAPI)."""
