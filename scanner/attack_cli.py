@@ -68,7 +68,7 @@ def plant(base: Path, out: Path, attack_name: str, triggers: str, steps: int, ba
         words = ()
     if layers is not None:
         base = _truncate(base, out.with_name(out.name + f".base-L{layers}"), layers)
-    cfg = PlantConfig(attack=atk.name if attack_name == atk.name else attack_name, triggers=tuple(words),
+    cfg = PlantConfig(attack=atk.name, triggers=tuple(words),
                       steps=steps, batch_size=batch_size, lr=lr, seed=seed, options=dict(atk.options))
     try:
         result = do_plant(base, out, atk, cfg, log_every=log_every)

@@ -33,6 +33,7 @@ class Adaptive(POR):
         if variant not in VARIANTS:
             raise ValueError(f"adaptive variant must be one of {VARIANTS}; got {variant!r}")
         self.variant, self.lam, self.margin = variant, float(lam), margin
+        self.name = f"adaptive-{variant}"
 
     def evasion(self, ctx: Context, poison: Batch, hp: torch.Tensor) -> torch.Tensor:
         assert poison.slots is not None
