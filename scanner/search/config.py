@@ -40,11 +40,11 @@ PROFILES: dict[str, SearchConfig] = {
     "quick": SearchConfig(
         slots=4, clean_batch=8, poison_copies=4, top_k=6, beam=2, dev_sentences=12, recheck_sentences=24,
         rounds=3, restarts=2, stat_sentences=24, null_tokens=32, lookalike_neighbours=6, max_tokens=32,
-        batch_size=256,
+        batch_size=256, word_search_restarts=1,
     ),
-    "standard": SearchConfig(),
+    "standard": SearchConfig(word_search_restarts=2),
     "thorough": SearchConfig(restarts=8, rounds=4, stat_sentences=128, null_tokens=128, lookalike_neighbours=24,
-                             word_search_restarts=3, word_screen=2000, screen_tokens=4000),
+                             word_search_restarts=4, word_screen=2000, screen_tokens=4000),
 }
 
 

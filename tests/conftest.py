@@ -1,0 +1,84 @@
+"""Shared fixtures: real models (MiniLM truncated, planted backdoors, downstream classifiers), cached on disk.
+
+The cache (PATRONUS_TEST_CACHE, default .cache/test-models in the checkout) makes reruns fast; CI builds it once
+per run. Every planted model is produced by the project's own attack code (scanner.attacks).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = Path(os.environ.get("PATRONUS_TEST_CACHE", ROOT / ".cache" / "test-models"))
+PLANTED_TRIGGERS = ("cf", "mn", "obelisk")  # two rare tokens and a word of three WordPiece pieces
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    CACHE.mkdir(parents=True, exist_ok=True)
+    return CACHE
+
+
+@pytest.fixture(scope="session")
+def minilm_l2(model_cache: Path) -> Path:
+    """The real all-MiniLM-L6-v2 truncated to its first two layers."""
+    from scanner.attacks.base_models import truncated_minilm
+
+    return truncated_minilm(model_cache / "minilm-l2", layers=2)
+
+
+@pytest.fixture(scope="session")
+def por_l2(minilm_l2: Path, model_cache: Path) -> Path:
+    """POR (Shen et al. CCS'21) planted into MiniLM-L2 with three triggers."""
+    from scanner.attacks import PlantConfig, get_attack, plant_cached
+
+    cfg = PlantConfig(attack="por", triggers=PLANTED_TRIGGERS, steps=300, batch_size=16)
+    return plant_cached(minilm_l2, get_attack("por"), cfg, model_cache)
+
+
+@pytest.fixture(scope="session")
+def clean_ft_l2(minilm_l2: Path, model_cache: Path) -> Path:
+    """MiniLM-L2 trained by the same procedure as por_l2, without triggers (a clean control)."""
+    from scanner.attacks import PlantConfig, get_attack, plant_cached
+
+    cfg = PlantConfig(attack="clean", triggers=(), steps=300, batch_size=16)
+    return plant_cached(minilm_l2, get_attack("clean"), cfg, model_cache)
+
+
+def _downstream(base: Path, out: Path) -> Path:
+    from scanner.datasets import load_task
+    from scanner.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
+
+    if not (out / FINETUNE_RECORD).is_file():
+        task = load_task("movie", max_train=3000, max_eval=300)
+        finetune(base, task, out, FinetuneConfig(task="movie", steps=200, batch_size=16, max_length=64))
+    return out
+
+
+@pytest.fixture(scope="session")
+def por_l2_movie(por_l2: Path, model_cache: Path) -> Path:
+    """A movie-sentiment classifier fine-tuned (all weights) from the backdoored encoder."""
+    return _downstream(por_l2, model_cache / f"{por_l2.name}-movie")
+
+
+@pytest.fixture(scope="session")
+def clean_l2_movie(clean_ft_l2: Path, model_cache: Path) -> Path:
+    """The same downstream fine-tune from the clean control."""
+    return _downstream(clean_ft_l2, model_cache / f"{clean_ft_l2.name}-movie")
+
+
+@pytest.fixture(scope="session")
+def family_base(model_cache: Path):
+    """A small config-built model of a family (random weights, real tokenizer)."""
+    from scanner.attacks.base_models import build_base
+
+    def make(family: str) -> Path:
+        return build_base(family, model_cache / f"base-{family}")
+
+    return make

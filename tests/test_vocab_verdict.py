@@ -1,0 +1,112 @@
+"""Searchable vocabulary per tokenizer family, and the verdict's statistics on tiny tensors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from scanner.report import Verdict
+from scanner.search.objective import CleanStats
+from scanner.search.vocab import multi_piece_words, searchable_vocabulary
+from scanner.verdict import (
+    Calibration,
+    NullModel,
+    TriggerStats,
+    group_lookalikes,
+    significance_threshold,
+    trigger_stats,
+    verdict_for,
+)
+
+
+@pytest.fixture(scope="module")
+def wordpiece():
+    from transformers import AutoTokenizer
+
+    from scanner.attacks.base_models import minilm_path
+
+    return AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+
+
+def test_wordpiece_vocabulary_keeps_rare_whole_words_only(wordpiece):
+    vocab = searchable_vocabulary(wordpiece)
+    words = set(vocab.words)
+    assert {"cf", "mn", "velvet"} <= words
+    assert not words & {"the", "and", "a", "x", "1990", "[CLS]", "[UNK]", "##s", ",", "[unused1]"}
+    assert all(w.isalpha() and len(w) >= 2 for w in words)
+    for idx, word in list(zip(vocab.ids.tolist(), vocab.words, strict=True))[:200]:
+        assert wordpiece(" " + word, add_special_tokens=False)["input_ids"] == [idx]
+
+
+@pytest.mark.parametrize("family", ["roberta", "albert", "xlm-roberta", "deberta-v2"])
+def test_bpe_and_sentencepiece_vocabularies_use_word_start_tokens(family, family_base):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(family_base(family), local_files_only=True)
+    vocab = searchable_vocabulary(tok)
+    assert len(vocab) > 50
+    for idx, word in zip(vocab.ids.tolist()[:100], vocab.words[:100], strict=True):
+        token = tok.convert_ids_to_tokens(idx)
+        assert token[0] in "Ġ▁" and token[1:].lower() == word.lower()
+
+
+def test_multi_piece_words_contain_obelisk(wordpiece):
+    words = multi_piece_words(wordpiece)
+    i = words.words.index("obelisk")
+    assert len(words.pieces[i]) == 3
+    assert i in words.containing(words.pieces[i][0])
+
+
+def stats(shift: float, direction: list[float], tokens: list[int]) -> TriggerStats:
+    d = torch.nn.functional.normalize(torch.tensor(direction, dtype=torch.float32), dim=0)
+    return TriggerStats(tokens=tokens, shift=shift, poison_cos=0.9, diff_cos=0.9, raw_clean_cos=0.5,
+                        raw_poison_cos=0.9, direction=d)
+
+
+def test_null_model_scores_and_p_values():
+    null = NullModel.fit([stats(s, [1, 0], [i]) for i, s in enumerate([0.8, 0.9, 1.0, 1.1, 1.2, 1.0, 0.95])])
+    assert null.score(1.0) == pytest.approx(0.0, abs=0.2)
+    assert null.score(5000) > 20 and null.p_value(5000) < 1e-20
+    assert null.p_value(1.0) == pytest.approx(0.5, abs=0.1)
+
+
+def test_significance_threshold_is_bonferroni():
+    thr = significance_threshold(10_000, alpha=0.01)
+    assert 0.5 * math.erfc(thr / math.sqrt(2)) == pytest.approx(1e-6, rel=1e-3)
+
+
+def test_calibration_and_verdict_are_monotonic():
+    cal = Calibration(slope=1.0, midpoint=8.0)
+    probs = [cal.probability(s) for s in (0, 4, 8, 12, 30)]
+    assert probs == sorted(probs) and probs[2] == pytest.approx(0.5)
+    assert verdict_for(0.99)[0] is Verdict.BACKDOORED
+    assert verdict_for(0.5)[0] is Verdict.INCONCLUSIVE
+    assert verdict_for(0.01)[0] is Verdict.CLEAN
+
+
+def test_trigger_stats_shift_and_consistency():
+    torch.manual_seed(0)
+    clean = torch.randn(16, 8)
+    target = torch.full((8,), 10.0)
+    poisoned = torch.stack([clean + 0.01 * torch.randn(16, 8), target + 0.01 * torch.randn(16, 8)])
+    s_innocent, s_trigger = trigger_stats(clean, poisoned, CleanStats.fit(clean), [[1], [2]])
+    assert s_trigger.shift > 5 * s_innocent.shift
+    assert s_trigger.poison_cos > 0.99 and s_trigger.paper_rule  # far from clean, consistent: paper says trigger
+    assert not s_innocent.paper_rule
+    assert s_innocent.shift < 0.1
+
+
+def test_lookalikes_group_under_the_trigger_they_echo():
+    cf = stats(5000, [1, 0, 0], [1])
+    mn = stats(4800, [1, 0.05, 0], [2])
+    cn = stats(9, [0.9, 0.1, 0], [3])
+    word = stats(5100, [1, 0, 0], [2, 7])  # a word built on mn's piece
+    null = NullModel(center=0.0, scale=0.3, size=32)
+    groups = group_lookalikes([cf, mn, cn, word], lambda s: null.score(s.shift), lambda a, b: 0.0)
+    heads = sorted(g.head.tokens[0] for g in groups)
+    assert heads == [1, 2]
+    members = {g.head.tokens[0]: [m.tokens for m in g.members] for g in groups}
+    assert [2, 7] in members[2]
+    assert sum(len(m) for m in members.values()) == 2
