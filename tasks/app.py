@@ -11,7 +11,6 @@ The tasks are thin: each builds its context and calls a plain function from task
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 from celery import Celery, signals
@@ -156,10 +155,8 @@ def _reset_after_fork(**_: Any) -> None:
 
 @signals.worker_ready.connect
 def _on_worker_ready(**_: Any) -> None:
-    """Expose the hub endpoint to the pipeline, and recover lost scans when the broker cannot redeliver."""
+    """Recover lost scans when the broker cannot redeliver them (the embedded transport)."""
     settings = get_settings()
-    if settings.hf_endpoint:
-        os.environ.setdefault("HF_ENDPOINT", settings.hf_endpoint)
     if settings.embedded:
         from tasks.scan import requeue_stale
 

@@ -33,10 +33,11 @@ Interval = tuple[datetime, datetime]  # [low, high], inclusive
 @dataclass
 class FamilyResult:
     listed: int = 0  # listings read from the hub
+    fresh: int = 0  # of those, not read by an earlier run (the budget counts these)
     matched: int = 0  # passed the family / task filters and were not read before
     enqueued: int = 0  # new scan rows sent to the broker
     existing: int = 0  # collapsed onto an active scan or answered by a finished one
-    complete: bool = False  # reached already-read listings (nothing left unread)
+    complete: bool = False  # reached the floor or the end of the listing (nothing left unread)
 
 
 @dataclass
@@ -116,6 +117,7 @@ def discover_family(ctx: TaskContext, api: Any, family: str, key: ScanKey, now: 
     result = FamilyResult()
     top: datetime | None = None
     low: datetime | None = None
+    boundary: datetime | None = None
     batch: list[Any] = []
     listing = api.list_models(filter=family, sort="created_at", expand=EXPAND)
     for item in listing:
@@ -125,13 +127,16 @@ def discover_family(ctx: TaskContext, api: Any, family: str, key: ScanKey, now: 
         if created <= floor_high:
             result.complete = True
             break
-        if result.listed >= settings.discovery_max_models:
+        if covered_by(covered, created):  # read by an earlier run: page on without spending the budget
+            result.listed += 1
+            top, low = top or created, created
+            continue
+        if result.fresh >= settings.discovery_max_models:
+            boundary = created  # the first unread listing: a tie with `low` means `low` was not read in full
             break
         result.listed += 1
-        top = top or created
-        low = created
-        if covered_by(covered, created):
-            continue
+        result.fresh += 1
+        top, low = top or created, created
         if _wanted(item, family, settings.discovery_pipeline_tags):
             batch.append(item)
         if len(batch) >= settings.discovery_page_size:
@@ -142,11 +147,18 @@ def discover_family(ctx: TaskContext, api: Any, family: str, key: ScanKey, now: 
         result.complete = True
     _flush(ctx, family, key, batch, result)
     if top is not None:
-        span_low = BEGINNING if result.complete else low + EPSILON
-        covered = _save_cursor(ctx, name, covered, (span_low, top), result)
+        covered = _save_cursor(ctx, name, covered, (_span_low(result, low, boundary), top), result)
     else:
         _save_cursor(ctx, name, covered, None, result)
     return result
+
+
+def _span_low(result: FamilyResult, low: datetime, boundary: datetime | None) -> datetime:
+    """Lowest creation date this run covered: all of history when complete, else down to the last listing read
+    (inclusive unless the first unread listing ties with it)."""
+    if result.complete:
+        return BEGINNING
+    return low if boundary is not None and boundary < low else low + EPSILON
 
 
 def _wanted(item: Any, family: str, pipeline_tags: list[str]) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -298,6 +299,8 @@ def _execute(ctx: TaskContext, scan_id: int, token: str, target: Target, resolve
     from scanner.pipeline import scan as pipeline_scan
 
     config = ctx.settings.scan_config()
+    if ctx.settings.hf_endpoint:  # scanner.fetch reads the endpoint from the environment at call time
+        os.environ["HF_ENDPOINT"] = ctx.settings.hf_endpoint
     if target.source == "local":
         ref = ModelRef(path=Path(target.name))
     else:

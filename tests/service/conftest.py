@@ -224,7 +224,7 @@ class WorkerProcess:
 
     def __init__(self, env: dict[str, str], log_path: Path, name: str) -> None:
         self.log_path = log_path
-        self.log_file = open(log_path, "ab")
+        self.log_file = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
         cmd = [sys.executable, "-c", "from scanner.cli import run; run()", "worker", "--loglevel=INFO",
                f"--hostname={name}@%h"]
         self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
