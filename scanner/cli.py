@@ -131,3 +131,10 @@ def run() -> None:
 from scanner.attack_cli import attack  # noqa: E402
 
 main.add_command(attack)
+
+from scanner.service_cli import beat, db, serve, worker  # noqa: E402
+
+main.add_command(serve)
+main.add_command(worker)
+main.add_command(beat)
+main.add_command(db)
