@@ -14,7 +14,7 @@ import logging
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from scanner.settings import Settings, get_settings
 
@@ -59,7 +59,10 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": default,
-        "task_queues": (Queue(gpu, routing_key=gpu), Queue(default, routing_key=default)),
+        "task_queues": (Queue(gpu, Exchange(gpu), routing_key=gpu),
+                        Queue(default, Exchange(default), routing_key=default)),
+        "task_default_exchange": default,
+        "task_default_routing_key": default,
         "task_routes": {SCAN: {"queue": gpu}, PURIFY: {"queue": gpu}, DISCOVER: {"queue": default},
                         RENDER: {"queue": default}, REQUEUE_STALE: {"queue": default}},
         "worker_enable_remote_control": not settings.embedded,  # the SQL transport has no fanout exchange
