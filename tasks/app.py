@@ -11,6 +11,8 @@ The tasks are thin: each builds its context and calls a plain function from task
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from typing import Any
 
 from celery import Celery, signals
@@ -40,8 +42,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         }
         if settings.queue_prefix:
             transport["global_keyprefix"] = settings.queue_prefix
-    elif settings.embedded:
-        transport = {"polling_interval": 0.5}
+    elif settings.broker_url.startswith(("sqla+sqlite", "sqlalchemy+sqlite")):
+        transport = {"connect_args": {"timeout": 30}}  # handed to create_engine: wait on SQLite's write lock
     limit = settings.scan_time_limit_s
     return {
         "broker_url": settings.broker_url,
@@ -158,14 +160,22 @@ def _reset_after_fork(**_: Any) -> None:
 
 @signals.worker_ready.connect
 def _on_worker_ready(**_: Any) -> None:
-    """Recover lost scans when the broker cannot redeliver them (the embedded transport)."""
+    """With a broker that cannot redeliver (the embedded transport), sweep for lost scans in this worker."""
     settings = get_settings()
     if settings.embedded:
-        from tasks.scan import requeue_stale
+        interval = max(settings.scan_lease_s, 1.0)
+        threading.Thread(target=_sweep_forever, args=(interval,), name="requeue-stale", daemon=True).start()
 
+
+def _sweep_forever(interval: float) -> None:
+    """Run requeue_stale now and every `interval` seconds (scans whose worker died are sent again)."""
+    from tasks.scan import requeue_stale
+
+    while True:
         try:
             sent = requeue_stale(context())
             if sent:
                 log.warning("re-sent %d scans left behind by a stopped worker: %s", len(sent), sent)
         except Exception:
             log.exception("could not look for scans left behind")
+        time.sleep(interval)
