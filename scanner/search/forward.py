@@ -23,6 +23,7 @@ class FeatureRunner:
         self.encoder = encoder
         self.batch_size = batch_size
         self.sequences = 0
+        self.tokens = 0  # real (unpadded) tokens through the encoder
 
     def features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[N, d] float32 features, no gradient; rows sorted by length so chunks carry little padding."""
@@ -45,6 +46,7 @@ class FeatureRunner:
             out[rows] = feats.float()
             start += len(rows)
         self.sequences += ids.shape[0]
+        self.tokens += int(lengths.sum())
         return out
 
     def features_with_grad(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -52,4 +54,5 @@ class FeatureRunner:
         with autocast(embeds.device):
             feats = self.encoder.features_from_embeds(embeds, mask)
         self.sequences += embeds.shape[0]
+        self.tokens += int(mask.sum())
         return feats.float()

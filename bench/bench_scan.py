@@ -1,0 +1,60 @@
+"""Scan cost on this machine: seconds per scan and sequences/s for each profile on MiniLM-L2 and MiniLM-L6.
+
+    python bench/bench_scan.py [--profiles quick standard] [--models l2 l6] [--device cpu]
+
+Writes bench/results/scan_<device>.json and prints a Markdown table for bench/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from scanner.attacks.base_models import minilm_path, truncated_minilm
+from scanner.config import ScanConfig
+from scanner.pipeline import scan
+
+CACHE = Path(os.environ.get("PATRONUS_TEST_CACHE", Path(__file__).resolve().parent.parent / ".cache" / "test-models"))
+
+
+def models(names: list[str]) -> dict[str, Path]:
+    available = {"l2": lambda: truncated_minilm(CACHE / "minilm-l2", 2), "l6": minilm_path}
+    return {f"MiniLM-{n.upper()}": available[n]() for n in names}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--profiles", nargs="+", default=["quick", "standard"])
+    parser.add_argument("--models", nargs="+", default=["l2", "l6"])
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args()
+    rows = []
+    for name, path in models(args.models).items():
+        for prof in args.profiles:
+            t0 = time.perf_counter()
+            report = scan(str(path), ScanConfig(profile=prof, device=args.device, seed=0))
+            seconds = time.perf_counter() - t0
+            seqs = report.scan.sequences_evaluated
+            rows.append({"model": name, "profile": prof, "seconds": round(seconds, 1), "sequences": seqs,
+                         "sequences_per_s": round(seqs / seconds, 1), "verdict": report.verdict.value,
+                         "probability": report.probability})
+            print(rows[-1], flush=True)
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "device": args.device}
+    out = Path(__file__).parent / "results" / f"scan_{args.device}.json"
+    out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
+    print("| model | profile | seconds | sequences | sequences/s | verdict |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['model']} | {r['profile']} | {r['seconds']} | {r['sequences']} | {r['sequences_per_s']} | "
+              f"{r['verdict']} |")
+
+
+if __name__ == "__main__":
+    main()
