@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
@@ -18,6 +19,8 @@ class PatronusGroup(click.Group):
 
     def main(self, *args, **kwargs):  # type: ignore[override]
         kwargs.setdefault("standalone_mode", False)
+        logging.basicConfig(level=logging.DEBUG if os.environ.get("PATRONUS_DEBUG") else logging.CRITICAL,
+                            format="%(levelname)s %(name)s: %(message)s")
         try:
             return super().main(*args, **kwargs)
         except _NO_ARGS_IS_HELP as exc:

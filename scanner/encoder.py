@@ -151,6 +151,21 @@ def _weight_kind(model_dir: Path) -> str:
     return "none"
 
 
+OPTIONAL_WEIGHTS = ("pooler.", "classifier.", "position_ids", "lm_head", "cls.predictions")
+
+
+def _check_weights_complete(loading: dict) -> None:
+    """Weights missing from the checkpoint would be randomly initialised: that is not the model under audit."""
+    missing = sorted(k for k in loading.get("missing_keys", []) if not any(o in k for o in OPTIONAL_WEIGHTS))
+    mismatched = sorted(map(str, loading.get("mismatched_keys", [])))
+    if missing or mismatched:
+        names = ", ".join([*missing[:5], *mismatched[:5]])
+        raise ModelLoadError(
+            f"checkpoint does not match its config: {len(missing)} missing and {len(mismatched)} mismatched "
+            f"weights ({names}); refusing to scan a partly random model"
+        )
+
+
 def load_encoder(model_dir: Path, device: str = "auto", *, pickle_allowed: bool = False) -> LoadedEncoder:
     """Load weights for analysis. Safetensors preferred; a pickle checkpoint only if `pickle_allowed`
     (the static scan found nothing dangerous) and then only through torch.load(weights_only=True)."""
@@ -158,6 +173,7 @@ def load_encoder(model_dir: Path, device: str = "auto", *, pickle_allowed: bool 
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     info = read_config(model_dir)
     code_files = sorted(p.name for p in model_dir.iterdir() if p.suffix in CODE_SUFFIXES)
     check_loadable(info, code_files)
@@ -170,14 +186,16 @@ def load_encoder(model_dir: Path, device: str = "auto", *, pickle_allowed: bool 
     cls = AutoModelForSequenceClassification if info.is_classifier else AutoModel
     common = dict(trust_remote_code=False, local_files_only=True)
     try:
-        model = cls.from_pretrained(
-            model_dir, use_safetensors=(kind == "safetensors"), weights_only=True, **common
+        model, loading = cls.from_pretrained(
+            model_dir, use_safetensors=(kind == "safetensors"), weights_only=True, output_loading_info=True,
+            **common,
         )
         tokenizer = AutoTokenizer.from_pretrained(model_dir, **common)
     except PatronusError:
         raise
     except Exception as exc:  # transformers raises many types for unreadable models
         raise ModelLoadError(f"could not load model: {type(exc).__name__}: {str(exc)[:300]}") from exc
+    _check_weights_complete(loading)
     model.eval().requires_grad_(False).to(target)
     encoder = model.base_model if info.is_classifier else model
     return LoadedEncoder(
