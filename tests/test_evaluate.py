@@ -151,6 +151,6 @@ def test_downstream_clean_vs_backdoored_minilm(tmp_path: Path) -> None:
     cfg = FinetuneConfig(task="movie", steps=250, lr=1e-4)
     clean = finetune(base, task, tmp_path / "clean", cfg, triggers=["cf", "mn", "bb"])
     bad = finetune(planted, task, tmp_path / "bad", cfg)
-    assert clean.cacc > 0.7 and bad.cacc > 0.7
+    assert clean.cacc > 0.65 and bad.cacc > 0.65  # chance ~0.5
     assert bad.t_asr > 0.9 and max(r.asr for r in bad.per_trigger) > 0.95
     assert clean.t_asr < 0.3
