@@ -171,7 +171,7 @@ class Context:
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """BERT masking: `prob` of the non-special tokens; 80% [MASK], 10% random, 10% kept. Labels -100 elsewhere."""
         tok = self.tokenizer
-        special = torch.tensor([[t in tok.all_special_ids for t in row] for row in ids.tolist()], dtype=torch.bool)
+        special = torch.isin(ids, torch.tensor(sorted(set(tok.all_special_ids))))
         candidates = mask.bool() & ~special
         chosen = (torch.rand(ids.shape, generator=self.gen) < prob) & candidates
         # at least one masked token per sentence keeps the loss defined
