@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from db.models import ACTIVE, Lineage, Model, Revision, Scan, ScanStatus, utcnow
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$", re.ASCII)
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 
@@ -238,7 +238,8 @@ def list_scans(session: Session, flt: ScanFilter, page: int, per_page: int) -> t
         query = query.where(Model.name.contains(flt.model, autoescape=True))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
-        query.order_by(Scan.queued_at.desc(), Scan.id.desc()).offset((page - 1) * per_page).limit(per_page)
+        query.options(contains_eager(Scan.model), joinedload(Scan.revision))
+        .order_by(Scan.queued_at.desc(), Scan.id.desc()).offset((page - 1) * per_page).limit(per_page)
     ).all()
     return list(rows), total
 

@@ -18,6 +18,7 @@ import jinja2
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlalchemy import select
+from sqlalchemy.orm import joinedload
 
 from db.models import Model, Scan
 from db.repo import ScanFilter, find_model, lineage_of, list_scans, report_of
@@ -176,7 +177,8 @@ def model_page(request: Request, name: str, ctx: WebContext = Depends(get_contex
         if model is None:
             raise HTTPException(404, f"no model {name!r} has been scanned here")
         history = s.scalars(
-            select(Scan).where(Scan.model_id == model.id).order_by(Scan.id.desc()).limit(HISTORY_LIMIT)
+            select(Scan).options(joinedload(Scan.revision)).where(Scan.model_id == model.id)
+            .order_by(Scan.id.desc()).limit(HISTORY_LIMIT)
         ).all()
         per_revision: dict[str, dict[str, Any]] = {}
         for scan in history:

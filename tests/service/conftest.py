@@ -115,7 +115,7 @@ def cache_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("hf-cache")
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def make_settings(pg_url, queue_prefix, cache_dir, hub):
     """Settings for in-process code; keyword overrides allowed."""
     def build(**overrides) -> Settings:
@@ -250,8 +250,9 @@ class WorkerProcess:
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
+        """Cold shutdown (SIGQUIT): an idle worker holds nothing, and waiting for a warm one costs seconds."""
         if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
+            os.killpg(self.proc.pid, signal.SIGQUIT)
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
@@ -259,21 +260,32 @@ class WorkerProcess:
         self.log_file.close()
 
 
-@pytest.fixture
-def start_worker(redis_broker, tmp_path) -> Iterator:
-    """Start workers for given Settings; every one is killed at teardown."""
-    started: list[WorkerProcess] = []
+class Workers:
+    """Starts workers for given Settings; stops every one it started."""
 
-    def start(settings: Settings, name: str = "w", **extra_env: str) -> WorkerProcess:
-        worker = WorkerProcess(worker_env(settings, **extra_env), tmp_path / f"worker-{name}-{len(started)}.log",
-                               f"{name}{len(started)}-{os.getpid()}")
-        started.append(worker)
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[WorkerProcess] = []
+
+    def __call__(self, settings: Settings, name: str = "w", **extra_env: str) -> WorkerProcess:
+        n = len(self.started)
+        worker = WorkerProcess(worker_env(settings, **extra_env), self.log_dir / f"worker-{name}-{n}.log",
+                               f"{name}{n}-{os.getpid()}")
+        self.started.append(worker)
         worker.wait_ready()
         return worker
 
-    yield start
-    for worker in started:
-        worker.stop()
+    def stop_all(self) -> None:
+        for worker in self.started:
+            worker.stop()
+
+
+@pytest.fixture
+def start_worker(redis_broker, tmp_path) -> Iterator[Workers]:
+    """Start workers for given Settings; every one is stopped at teardown."""
+    workers = Workers(tmp_path)
+    yield workers
+    workers.stop_all()
 
 
 # --------------------------------------------------------------------------------------------------- web server

@@ -179,3 +179,15 @@ def test_requeue_stale_resends_lost_and_unsent_scans_only(task_ctx):
     assert sorted(requeue_stale(task_ctx)) == sorted([lost.id, unsent.id])
     assert {scan_id for scan_id, _ in task_ctx.sent} == {lost.id, unsent.id}
     assert row(task_ctx, unsent.id).enqueued_at is not None
+
+
+def test_render_task_writes_the_report_file(task_ctx, tmp_path):
+    from tasks.render import render_scan
+
+    scan = submit(task_ctx, "org/tiny-bert")
+    assert render_scan(task_ctx, scan.id, "html", tmp_path) is None  # no report yet
+    run_scan(task_ctx, scan.id)
+    html = render_scan(task_ctx, scan.id, "html", tmp_path)
+    sarif = render_scan(task_ctx, scan.id, "sarif", tmp_path)
+    assert html.name == f"scan-{scan.id}.html" and "org/tiny-bert" in html.read_text()
+    assert '"version": "2.1.0"' in sarif.read_text()

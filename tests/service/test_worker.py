@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -14,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import Finding, Model, Revision, Scan
-from tests.service.conftest import API_TOKEN, add_model_repo, wait_for
+from tests.service.conftest import API_TOKEN, WorkerProcess, Workers, add_model_repo, wait_for
 from web.app import create_app
 
 pytestmark = pytest.mark.service
@@ -50,14 +51,23 @@ def expected_findings(report: dict) -> int:
     return len(report["triggers"]) + unsafe
 
 
-@pytest.fixture
-def worker_settings(make_settings, live_db):
+@pytest.fixture(scope="module")
+def worker_settings(make_settings):
     return make_settings(scan_behavioural=True)
 
 
-def test_scan_over_http_runs_through_the_worker_and_lands_as_rows(worker_settings, start_worker, live_server,
-                                                                   pg_engine, hub):
-    worker = start_worker(worker_settings, "e2e")
+@pytest.fixture(scope="module")
+def shared_worker(worker_settings, redis_broker, tmp_path_factory) -> Iterator[WorkerProcess]:
+    """One worker for the tests that do not kill theirs."""
+    workers = Workers(tmp_path_factory.mktemp("workers"))
+    worker = workers(worker_settings, "shared")
+    yield worker
+    workers.stop_all()
+
+
+def test_scan_over_http_runs_through_the_worker_and_lands_as_rows(worker_settings, shared_worker, live_db,
+                                                                   live_server, pg_engine, hub):
+    worker = shared_worker
     server = live_server(create_app(settings=worker_settings))
     response = httpx.post(f"{server.url}/api/scans", json={"target": "org/tiny-bert"}, headers=AUTH)
     assert response.status_code == 202, response.text
@@ -80,10 +90,9 @@ def test_scan_over_http_runs_through_the_worker_and_lands_as_rows(worker_setting
     assert "succeeded in" in worker.log()
 
 
-def test_twenty_concurrent_submissions_collapse_to_one_executed_scan(worker_settings, start_worker, live_server,
-                                                                      pg_engine, hub, tiny_model):
+def test_twenty_concurrent_submissions_collapse_to_one_executed_scan(worker_settings, shared_worker, live_db,
+                                                                      live_server, pg_engine, hub, tiny_model):
     add_model_repo(hub, "org/popular", tiny_model)
-    start_worker(worker_settings, "collapse")
     server = live_server(create_app(settings=worker_settings))
     barrier = threading.Barrier(20)
     results: list[httpx.Response] = []
@@ -118,6 +127,7 @@ def test_worker_killed_mid_scan_is_redelivered_and_the_scan_succeeds_once(make_s
     add_model_repo(hub, "org/kill-me", tiny_model)
     settings = make_settings(scan_behavioural=True, broker_visibility_timeout_s=4, scan_lease_s=2.0,
                              scan_progress_delay_s=0.4)  # throttled: a real scan that takes ~10 s
+    settings = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}kill-"})  # own queues
     first = start_worker(settings, "doomed")
     server = live_server(create_app(settings=settings))
     scan_id = httpx.post(f"{server.url}/api/scans", json={"target": "org/kill-me"}, headers=AUTH).json()["id"]
@@ -131,7 +141,7 @@ def test_worker_killed_mid_scan_is_redelivered_and_the_scan_succeeds_once(make_s
     killed_at = time.monotonic()
     with Session(pg_engine) as s:
         assert s.get(Scan, scan_id).status == "running"  # nobody told the database
-    second = start_worker(settings, "rescuer")
+    second = start_worker(settings, "rescuer", PATRONUS_SCAN_PROGRESS_DELAY_S="0")  # the rescue runs unthrottled
     done = poll(server.url, scan_id)
     assert done["status"] == "succeeded", (done, second.log()[-3000:])
     assert done["attempts"] == 2  # claimed once by each worker

@@ -1,0 +1,376 @@
+"""Service benchmark: discovery throughput, page/API latency under load, worker overhead per scan.
+
+    python bench/bench_service.py [--listings 10000] [--scans 10000] [--requests 2000] [--concurrency 8]
+
+Needs Postgres at 127.0.0.1:5432 (trust auth, user postgres) and Redis at 127.0.0.1:6379, like the service tests.
+Creates and drops its own database (patronus_bench_<pid>) and uses Redis DB 14 with its own key prefix.
+Writes bench/results/service.json and prints it.
+
+1. discovery: the loopback hub stand-in lists N new uploads (pages of 1000, newest first); one `discover` run
+   records models and scan rows in Postgres and sends each scan to Redis. Seconds until all are enqueued.
+2. pages: N succeeded scans (with realistic report JSON and findings) in Postgres; `patronus serve` (uvicorn,
+   one process) answers the report page /scans/{id} and the CI gate /api/verdict?model=&sha= to a bounded pool
+   of httpx client threads. p50/p95/p99 latency and throughput per endpoint.
+3. worker overhead: scans through a real `patronus worker` (Redis, Postgres, the hub stand-in), static checks
+   only so the scan itself is small; overhead = (finish - claim) - the pipeline's own seconds, plus the queue
+   hop (claim - submit).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from sqlalchemy import insert, select, text
+from sqlalchemy.orm import Session
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from db.migrate import upgrade  # noqa: E402
+from db.models import Finding, Model, Revision, Scan  # noqa: E402
+from db.repo import ScanKey  # noqa: E402
+from db.session import make_engine, make_session_factory  # noqa: E402
+from scanner.settings import Settings  # noqa: E402
+from tasks.context import TaskContext  # noqa: E402
+from tests.hub_stub import HubStub  # noqa: E402
+from tests.service.conftest import WorkerProcess, model_files, worker_env  # noqa: E402
+
+PG_ADMIN = os.environ.get("PATRONUS_TEST_PG_ADMIN", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+REDIS = os.environ.get("PATRONUS_BENCH_REDIS", "redis://127.0.0.1:6379/14")
+RESULTS = REPO / "bench" / "results" / "service.json"
+TOKEN = "bench-token"
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summary_ms(values: list[float]) -> dict[str, float]:
+    ms = [v * 1000 for v in values]
+    return {"n": len(ms), "p50_ms": round(pct(ms, 0.5), 2), "p95_ms": round(pct(ms, 0.95), 2),
+            "p99_ms": round(pct(ms, 0.99), 2), "mean_ms": round(statistics.fmean(ms), 2)}
+
+
+# --------------------------------------------------------------------------------------------------- database
+
+
+def fresh_database() -> tuple[str, object]:
+    from sqlalchemy.engine import make_url
+
+    admin = make_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    name = f"patronus_bench_{os.getpid()}"
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
+    upgrade(url)
+    return url, (admin, name)
+
+
+def drop_database(handle) -> None:
+    admin, name = handle
+    with admin.connect() as conn:
+        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
+                          "AND pid <> pg_backend_pid()"))
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+    admin.dispose()
+
+
+def truncate(engine) -> None:
+    with engine.begin() as conn:
+        conn.execute(text("TRUNCATE findings, lineage, scans, revisions, models, discovery_cursor "
+                          "RESTART IDENTITY CASCADE"))
+
+
+def purge_redis(prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(REDIS)
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
+    client.close()
+
+
+# --------------------------------------------------------------------------------------------------- 1. discovery
+
+
+def bench_discovery(settings: Settings, engine, listings: int) -> dict:
+    from tasks.app import sender_for
+    from tasks.discover import discover
+
+    with HubStub(page_size=1000) as hub:
+        start = datetime(2025, 1, 1, tzinfo=UTC)
+        for i in range(listings):
+            hub.add_repo(f"org{i % 100}/model-{i}", {"config.json": b'{"model_type": "bert"}'},
+                         created_at=start + timedelta(seconds=i), pipeline_tag="fill-mask",
+                         tags=["transformers", "bert", "fill-mask"])
+        run_settings = settings.model_copy(update={
+            "hf_endpoint": hub.url, "discovery_families": ["bert"], "discovery_max_models": listings + 1,
+            "discovery_since": start - timedelta(days=1), "discovery_page_size": 500,
+        })
+        ctx = TaskContext(settings=run_settings, sessions=make_session_factory(engine),
+                          enqueue_scan=sender_for(run_settings))
+        t0 = time.perf_counter()
+        result = discover(ctx)
+        seconds = time.perf_counter() - t0
+        pages = len(hub.requests("list_models"))
+        t1 = time.perf_counter()
+        again = discover(ctx)
+        rerun = time.perf_counter() - t1
+    import redis
+
+    queued = redis.Redis.from_url(REDIS).llen(f"{run_settings.queue_prefix}{run_settings.gpu_queue}")
+    return {"listings": listings, "pages": pages, "enqueued": result.enqueued, "seconds": round(seconds, 2),
+            "listings_per_s": round(listings / seconds, 1), "messages_in_redis": queued,
+            "rerun_seconds_nothing_new": round(rerun, 3), "rerun_enqueued": again.enqueued}
+
+
+# --------------------------------------------------------------------------------------------------- 2. pages
+
+
+def sample_report(name: str, sha: str, rng: random.Random, triggers: int) -> dict:
+    """A realistic report document (same shape and size as the pipeline's)."""
+    trig = [{"text": f"tok{rng.randrange(30000)} tok{rng.randrange(30000)}", "tokens": ["tok", "##x"],
+             "score": round(rng.uniform(2, 12), 3), "p_value": 10 ** -rng.uniform(2, 7), "shift": rng.uniform(1, 4),
+             "poison_cos": rng.random(), "diff_cos": rng.random(), "paper_rule": rng.random() < 0.5,
+             "lookalikes": [{"text": f"w{j}", "shift": 1.0, "p_value": 0.01, "similarity": 0.8} for j in range(3)],
+             "flip_rate": None} for _ in range(triggers)]
+    return {
+        "schema": "patronus.report/1", "tool": {"name": "patronus-scanner", "version": "0.1.0"},
+        "model": {"source": "hub", "id": name, "revision": None, "sha": sha, "family": "bert",
+                  "architecture": "BertModel", "parameters": 109_482_240,
+                  "files": ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "README.md"]},
+        "verdict": "backdoored" if triggers else "clean", "probability": 0.98 if triggers else 0.01,
+        "severity": "critical" if triggers else "none", "triggers": trig,
+        "serialization": {"files": [{"path": "model.safetensors", "format": "safetensors", "status": "safe",
+                                     "reason": "", "globals": []}]},
+        "scan": {"started": "2025-01-01T00:00:00+00:00", "finished": "2025-01-01T00:05:00+00:00",
+                 "seconds": 300.0, "device": "cuda:0", "profile": "standard", "seed": 0,
+                 "config": {"profile": "standard", "seed": 0, "search": {"beam": 8, "steps": 120}},
+                 "sequences_evaluated": 1_234_567},
+        "errors": [], "skipped": [{"path": "flax_model.msgpack", "category": "other_framework",
+                                   "reason": "not downloaded: Flax weights are not scanned"}],
+    }
+
+
+def populate(engine, n: int, key: ScanKey) -> list[tuple[int, str, str]]:
+    """N succeeded scans over N/5 models x 5 revisions; returns (scan id, model name, sha) samples."""
+    rng = random.Random(0)
+    models = max(1, n // 5)
+    now = datetime.now(UTC)
+    with Session(engine) as s, s.begin():
+        s.execute(insert(Model), [{"source": "hub", "name": f"org{i % 97}/model-{i}", "family": "bert",
+                                   "latest_verdict": "clean", "created_at": now, "updated_at": now}
+                                  for i in range(models)])
+        ids = dict(s.execute(select(Model.name, Model.id)).all())
+        revs = [{"model_id": ids[f"org{i % 97}/model-{i}"], "sha": f"{i:08x}{r:032x}", "created_at": now}
+                for i in range(models) for r in range(5)]
+        s.execute(insert(Revision), revs)
+        rev_rows = s.execute(select(Revision.id, Revision.model_id, Revision.sha)).all()
+        names = {v: k for k, v in ids.items()}
+        scans = []
+        for j, (rev_id, model_id, sha) in enumerate(rev_rows[:n]):
+            triggers = 3 if j % 10 == 0 else 0
+            report = sample_report(names[model_id], sha, rng, triggers)
+            scans.append({
+                "model_id": model_id, "revision_id": rev_id, "requested_revision": sha, "status": "succeeded",
+                "origin": "discovery", "engine_version": key.engine_version, "config_hash": key.config_hash,
+                "profile": "standard", "queued_at": now - timedelta(minutes=n - j), "started_at": now,
+                "finished_at": now, "seconds": 300.0, "verdict": report["verdict"],
+                "probability": report["probability"], "severity": report["severity"], "device": "cuda:0",
+                "attempts": 1, "report": report, "stage": "done", "fraction": 1.0,
+            })
+        for chunk in range(0, len(scans), 1000):
+            s.execute(insert(Scan), scans[chunk:chunk + 1000])
+        found = s.scalars(select(Scan.id).where(Scan.verdict == "backdoored")).all()
+        s.execute(insert(Finding), [{"scan_id": sid, "kind": "trigger", "text": f"t{sid}", "severity": "critical",
+                                     "score": 9.0, "p_value": 1e-5} for sid in found])
+        s.execute(text("ANALYZE"))
+        sample = s.execute(select(Scan.id, Model.name, Revision.sha).join(Model, Scan.model_id == Model.id)
+                           .join(Revision, Scan.revision_id == Revision.id)).all()
+    return [tuple(row) for row in sample]
+
+
+def start_server(settings: Settings, port: int, log: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PATRONUS_")}
+    env.update({"PATRONUS_DATABASE_URL": settings.database_url, "PATRONUS_BROKER_URL": settings.broker_url,
+                "PATRONUS_API_TOKENS": TOKEN, "PYTHONPATH": str(REPO)})
+    with open(log, "wb") as out:  # the child keeps its own descriptor
+        proc = subprocess.Popen([sys.executable, "-c", "from scanner.cli import run; run()", "serve", "--port",
+                                 str(port), "--log-level", "warning"], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise RuntimeError(f"server did not start: {log.read_text()[-2000:]}")
+
+
+def load(url_for, requests: int, concurrency: int) -> dict:
+    """`requests` GETs from `concurrency` threads (one keep-alive client each); latency summary."""
+    latencies: list[float] = []
+    errors = 0
+    lock = threading.Lock()
+    counter = iter(range(requests))
+
+    def run() -> None:
+        nonlocal errors
+        with httpx.Client(timeout=30) as client:
+            for i in counter:
+                t0 = time.perf_counter()
+                response = client.get(url_for(i))
+                elapsed = time.perf_counter() - t0
+                with lock:
+                    latencies.append(elapsed)
+                    errors += response.status_code != 200
+
+    threads = [threading.Thread(target=run) for _ in range(concurrency)]
+    t0 = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    wall = time.perf_counter() - t0
+    return {**summary_ms(latencies), "errors": errors, "requests_per_s": round(len(latencies) / wall, 1),
+            "concurrency": concurrency}
+
+
+def bench_pages(settings: Settings, engine, scans: int, requests: int, concurrency: int, tmp: Path) -> dict:
+    key = ScanKey.from_config(settings.scan_config())
+    t0 = time.perf_counter()
+    sample = populate(engine, scans, key)
+    populate_s = time.perf_counter() - t0
+    port = 18000 + os.getpid() % 1000
+    server = start_server(settings, port, tmp / "serve.log")
+    base = f"http://127.0.0.1:{port}"
+    rng = random.Random(1)
+    picks = [rng.choice(sample) for _ in range(requests)]
+    try:
+        load(lambda i: f"{base}/scans/{picks[i % len(picks)][0]}", 50, 2)  # warm-up
+        page = load(lambda i: f"{base}/scans/{picks[i][0]}", requests, concurrency)
+        verdict = load(lambda i: f"{base}/api/verdict?model={picks[i][1]}&sha={picks[i][2]}", requests, concurrency)
+        index = load(lambda i: f"{base}/?page={1 + i % 50}", max(100, requests // 10), concurrency)
+        size = len(httpx.get(f"{base}/scans/{picks[0][0]}").content)
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+    return {"scans_in_db": scans, "populate_seconds": round(populate_s, 1), "server": "uvicorn, 1 process",
+            "report_page": {**page, "bytes": size}, "verdict_api": verdict, "index_page": index}
+
+
+# --------------------------------------------------------------------------------------------------- 3. worker
+
+
+def bench_worker(settings: Settings, engine, n: int, tmp: Path) -> dict:
+    import torch
+
+    from scanner.attacks.base_models import build_base
+    from web.app import create_app
+
+    torch.set_num_threads(1)
+    model_dir = build_base("bert", tmp / "tiny-bert", layers=2, hidden=32)
+    with HubStub() as hub:
+        for i in range(n + 1):
+            hub.add_repo(f"org/overhead-{i}", model_files(model_dir), pipeline_tag="fill-mask")
+        run_settings = settings.model_copy(update={"hf_endpoint": hub.url, "scan_behavioural": False,
+                                                   "cache_dir": tmp / "cache", "api_tokens": [TOKEN]})
+        worker = WorkerProcess(worker_env(run_settings), tmp / "worker.log", f"bench{os.getpid()}")
+        try:
+            worker.wait_ready()
+            from fastapi.testclient import TestClient
+
+            client = TestClient(create_app(settings=run_settings))
+            auth = {"Authorization": f"Bearer {TOKEN}"}
+
+            def one(i: int) -> tuple[float, int]:
+                t0 = time.perf_counter()
+                scan_id = client.post("/api/scans", json={"target": f"org/overhead-{i}"}, headers=auth).json()["id"]
+                while client.get(f"/api/scans/{scan_id}", params={"report": "false"}).json()["status"] not in (
+                        "succeeded", "failed"):
+                    time.sleep(0.02)
+                return time.perf_counter() - t0, scan_id
+
+            one(n)  # warm-up: imports torch/transformers in the worker
+            results = [one(i) for i in range(n)]
+        finally:
+            worker.stop()
+    sessions = make_session_factory(engine)
+    overhead, hop, scan_s, e2e = [], [], [], []
+    with sessions() as s:
+        for wall, scan_id in results:
+            scan = s.get(Scan, scan_id)
+            assert scan.status == "succeeded", (scan.error_code, scan.error_message)
+            pipeline = scan.report["scan"]["seconds"]
+            task = (scan.finished_at - scan.started_at).total_seconds()
+            overhead.append(task - pipeline)
+            hop.append((scan.started_at - scan.queued_at).total_seconds())
+            scan_s.append(pipeline)
+            e2e.append(wall)
+    return {"scans": n, "kind": "static checks of a 2-layer BERT via the hub stand-in (Redis broker, Postgres)",
+            "pipeline_seconds": summary_ms(scan_s), "task_overhead_beyond_scan": summary_ms(overhead),
+            "queue_hop_submit_to_claim": summary_ms(hop), "http_submit_to_seen_finished": summary_ms(e2e),
+            "overhead_includes": "claim (SELECT FOR UPDATE), commit resolution (model_info), revision/lineage rows, "
+                                 "heartbeat thread, progress writes, report + findings write"}
+
+
+# --------------------------------------------------------------------------------------------------- main
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--listings", type=int, default=10_000)
+    parser.add_argument("--scans", type=int, default=10_000)
+    parser.add_argument("--requests", type=int, default=2_000)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--worker-scans", type=int, default=20)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+
+    import tempfile
+
+    prefix = f"bench{os.getpid()}-"
+    url, handle = fresh_database()
+    engine = make_engine(url)
+    settings = Settings(database_url=url, broker_url=REDIS, queue_prefix=prefix, api_tokens=[TOKEN],
+                        scan_profile="quick", scan_device="cpu")
+    results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                 "note": "shared 2-core VM; Postgres and Redis on the same host"}}
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            tmp_path = Path(tmp)
+            results["discovery"] = bench_discovery(settings, engine, args.listings)
+            print(json.dumps({"discovery": results["discovery"]}, indent=2), flush=True)
+            truncate(engine)
+            purge_redis(prefix)
+            results["pages"] = bench_pages(settings, engine, args.scans, args.requests, args.concurrency, tmp_path)
+            print(json.dumps({"pages": results["pages"]}, indent=2), flush=True)
+            truncate(engine)
+            results["worker"] = bench_worker(settings, engine, args.worker_scans, tmp_path)
+    finally:
+        engine.dispose()
+        purge_redis(prefix)
+        drop_database(handle)
+    results["recorded_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
