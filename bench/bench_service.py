@@ -204,6 +204,14 @@ def populate(engine, n: int, key: ScanKey) -> list[tuple[int, str, str]]:
     return [tuple(row) for row in sample]
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_server(settings: Settings, port: int, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATRONUS_")}
     env.update({"PATRONUS_DATABASE_URL": settings.database_url, "PATRONUS_BROKER_URL": settings.broker_url,
@@ -234,11 +242,14 @@ def load(url_for, requests: int, concurrency: int) -> dict:
         with httpx.Client(timeout=30) as client:
             for i in counter:
                 t0 = time.perf_counter()
-                response = client.get(url_for(i))
+                try:
+                    ok = client.get(url_for(i)).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
                 elapsed = time.perf_counter() - t0
                 with lock:
                     latencies.append(elapsed)
-                    errors += response.status_code != 200
+                    errors += not ok
 
     threads = [threading.Thread(target=run) for _ in range(concurrency)]
     t0 = time.perf_counter()
@@ -256,7 +267,7 @@ def bench_pages(settings: Settings, engine, scans: int, requests: int, concurren
     t0 = time.perf_counter()
     sample = populate(engine, scans, key)
     populate_s = time.perf_counter() - t0
-    port = 18000 + os.getpid() % 1000
+    port = free_port()
     server = start_server(settings, port, tmp / "serve.log")
     base = f"http://127.0.0.1:{port}"
     rng = random.Random(1)
@@ -270,6 +281,9 @@ def bench_pages(settings: Settings, engine, scans: int, requests: int, concurren
     finally:
         server.terminate()
         server.wait(timeout=15)
+        log = (tmp / "serve.log").read_text(errors="replace")
+        if "Traceback" in log:
+            print(log[-4000:], file=sys.stderr)
     return {"scans_in_db": scans, "populate_seconds": round(populate_s, 1), "server": "uvicorn, 1 process",
             "report_page": {**page, "bytes": size}, "verdict_api": verdict, "index_page": index}
 

@@ -257,6 +257,7 @@ def _prepare(ctx: TaskContext, scan_id: int, token: str, resolved: Resolved, key
             busy = _running_twin(s, scan, key, ctx.settings.scan_lease_s)
             if busy is not None:
                 scan.status, scan.claim_token = ScanStatus.QUEUED.value, None
+                scan.attempts -= 1  # waiting for a twin is not an attempt
                 scan.stage, scan.message = "waiting", f"scan {busy.id} is scanning the same commit"
                 return Outcome("busy", retry_in=min(30.0, ctx.settings.scan_lease_s), detail=f"scan {busy.id}")
             record_links(s, model, resolved.base_models)

@@ -191,3 +191,20 @@ def test_render_task_writes_the_report_file(task_ctx, tmp_path):
     sarif = render_scan(task_ctx, scan.id, "sarif", tmp_path)
     assert html.name == f"scan-{scan.id}.html" and "org/tiny-bert" in html.read_text()
     assert '"version": "2.1.0"' in sarif.read_text()
+
+
+def test_a_twin_scanning_the_same_commit_is_waited_for_then_reused(task_ctx, hub):
+    sha = hub.repos["org/tiny-bert"].refs["main"]
+    first, second = submit(task_ctx, "org/tiny-bert"), submit(task_ctx, "org/tiny-bert", sha)
+    assert first.id != second.id  # different requested revisions: no collapse at submission
+    with task_ctx.sessions() as s, s.begin():
+        rev = get_or_create_revision(s, s.get(Scan, first.id).model, sha)
+        twin = s.get(Scan, first.id)
+        twin.status, twin.revision_id, twin.heartbeat_at, twin.claim_token = "running", rev.id, utcnow(), "x"
+    waiting = run_scan(task_ctx, second.id)
+    assert waiting.status == "busy" and waiting.retry_in is not None
+    assert row(task_ctx, second.id).status == "queued" and row(task_ctx, second.id).attempts == 0
+    with task_ctx.sessions() as s, s.begin():
+        s.get(Scan, first.id).status = "succeeded"
+    assert run_scan(task_ctx, second.id).status == "reused"
+    assert row(task_ctx, second.id).reused_from_id == first.id
