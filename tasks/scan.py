@@ -12,6 +12,8 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -300,15 +302,30 @@ def _execute(ctx: TaskContext, scan_id: int, token: str, target: Target, resolve
     from scanner.pipeline import scan as pipeline_scan
 
     config = ctx.settings.scan_config()
-    if ctx.settings.hf_endpoint:  # scanner.fetch reads the endpoint from the environment at call time
-        os.environ["HF_ENDPOINT"] = ctx.settings.hf_endpoint
     if target.source == "local":
         ref = ModelRef(path=Path(target.name))
     else:
         ref = ModelRef(repo_id=target.name, revision=resolved.sha)
     writer = ProgressWriter(ctx, scan_id, token)
-    with Heartbeat(ctx, scan_id, token, writer):
+    with Heartbeat(ctx, scan_id, token, writer), hub_endpoint(ctx.settings.hf_endpoint):
         return pipeline_scan(ref, config, progress=writer, seed_triggers=seeds or None)
+
+
+@contextmanager
+def hub_endpoint(endpoint: str | None) -> Iterator[None]:
+    """HF_ENDPOINT set to `endpoint` for the duration (scanner.fetch reads it at call time), then restored."""
+    if not endpoint:
+        yield
+        return
+    before = os.environ.get("HF_ENDPOINT")
+    os.environ["HF_ENDPOINT"] = endpoint
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("HF_ENDPOINT", None)
+        else:
+            os.environ["HF_ENDPOINT"] = before
 
 
 class ProgressWriter:
