@@ -169,3 +169,8 @@ main.add_command(serve)
 main.add_command(worker)
 main.add_command(beat)
 main.add_command(db)
+
+from scanner.mitigate_cli import monitor, purify  # noqa: E402
+
+main.add_command(monitor)
+main.add_command(purify)

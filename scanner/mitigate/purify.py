@@ -1,0 +1,526 @@
+"""Purification by adversarial pre-training from recovered triggers (METHOD.md section 4), and the adversarial
+fine-tuning variant for a downstream task.
+
+Pre-training: start from the suspect model with a frozen copy as reference. Each step takes B clean sentences of
+the reference corpus and inserts ONE recovered trigger (token ids, exactly as the scanner inserts them) 3x into
+each; L = MSE(h(x), h_ref(x)) + MSE(h(x+t), sg[h(x)]), h = the scanner's features (final hidden state at the
+representation position). Choices beyond the paper (each a PurifyConfig switch): the clean side of the second term
+is a stop-gradient target, so the trigger learns to look clean instead of clean text drifting toward the trigger;
+no dropout (the scanner's view of the model). Paper: 10 epochs, batch 24, lr 5e-5; here a step budget with a
+higher lr (2e-4, measured in bench/RESULTS_mitigation.md). Deterministic per step (sampling and dropout are
+seeded by (seed, step)), so a run resumed from its checkpoint ends in the same state as an uninterrupted one.
+
+Checkpoints (every `checkpoint_every` steps, and on Ctrl-C) go to OUT/.checkpoint: model.safetensors, optimizer
+tensors in optimizer.safetensors and the rest in state.json. Nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import json
+import math
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from scanner.errors import PatronusError, UsageError
+from scanner.report import FileStatus, Report
+
+RECORD = "purification.json"
+RECORD_SCHEMA = "patronus.purification/1"
+CHECKPOINT = ".checkpoint"
+HELD_OUT = 200  # the first sentences of the fixed corpus shuffle: measurement only, never trained on
+
+
+class RefusedTarget(PatronusError):
+    """The target's weights are not loaded: its report (or a fresh static scan) found dangerous serialization."""
+
+    code = "refused_dangerous"
+
+
+@dataclass
+class PurifyConfig:
+    """Settings of one purification run."""
+
+    steps: int = 300
+    batch_size: int = 24
+    lr: float = 2e-4  # the paper's 5e-5 is for 10 epochs; a few hundred CPU steps need more (measured)
+    seed: int = 0
+    insert_times: int = 3
+    max_tokens: int = 40
+    warmup_frac: float = 0.06
+    weight_decay: float = 0.01
+    lookalikes: bool = True  # also purify each trigger's look-alikes ...
+    lookalike_ratio: float = 0.25  # ... whose shift is at least this share of their trigger's (as the monitor)
+    detach_clean: bool = True
+    dropout: bool = False  # train with dropout (the paper's fine-tuning mode) or without (the scanner's view)
+    checkpoint_every: int = 50
+    eval_sentences: int = 64
+    null_tokens: int = 32
+    device: str = "cpu"
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings a checkpoint must share to be resumed (measurement and bookkeeping excluded)."""
+        skip = {"checkpoint_every", "eval_sentences", "null_tokens", "device"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+@dataclass
+class Unit:
+    """A trigger to purify: token ids as the scanner inserts them, and the report trigger it belongs to."""
+
+    text: str
+    ids: list[int]
+    trigger: str
+    source: str  # "trigger" | "lookalike"
+
+
+@dataclass
+class StepInfo:
+    step: int
+    total: int
+    loss: float
+    clean: float
+    trigger: float
+
+
+# --- triggers from a report --------------------------------------------------------------------------------------
+
+
+def _text_ids(tokenizer: Any, text: str) -> list[int]:
+    """Ids of a look-alike's text: a vocabulary piece as itself ('##k'), a word as it tokenizes in a sentence."""
+    from scanner.search.vocab import encode_words
+
+    vocab = tokenizer.get_vocab()
+    if text in vocab and text.startswith("##"):
+        return [vocab[text]]
+    return encode_words(tokenizer, [text])[0]
+
+
+def trigger_units(report: Report, tokenizer: Any, lookalikes: bool = True, min_ratio: float = 0.25) -> list[Unit]:
+    """The report's triggers (their scanned token pieces) and, optionally, the look-alikes whose shift is at least
+    `min_ratio` of their trigger's; unique by ids."""
+    units: dict[tuple[int, ...], Unit] = {}
+    unk = getattr(tokenizer, "unk_token_id", None)
+    for trig in report.triggers:
+        ids = tokenizer.convert_tokens_to_ids(list(trig.tokens)) if trig.tokens else []
+        if not ids or unk in ids:
+            ids = _text_ids(tokenizer, trig.text)
+        if ids:
+            units.setdefault(tuple(ids), Unit(trig.text, list(ids), trig.text, "trigger"))
+    if lookalikes:
+        for trig in report.triggers:
+            for look in trig.lookalikes:
+                if look.shift < min_ratio * trig.shift:
+                    continue
+                ids = _text_ids(tokenizer, look.text)
+                if ids and unk not in ids:
+                    units.setdefault(tuple(ids), Unit(look.text, list(ids), trig.text, "lookalike"))
+    return list(units.values())
+
+
+# --- loading and safety ------------------------------------------------------------------------------------------
+
+
+def check_target(report: Report, model_dir: Path) -> bool:
+    """Refuse dangerous serialization (report or a fresh static scan); True when pickle weights may be loaded
+    (weights_only) because both found them safe."""
+    from scanner.serialization import scan_snapshot
+
+    if report.serialization.worst_status is FileStatus.DANGEROUS:
+        raise RefusedTarget("the report found dangerous pickle content in the target's weight files; refusing "
+                            "to load them (convert the model to safetensors from a trusted source)")
+    files = [str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file()
+             and CHECKPOINT not in p.parts]
+    fresh, _ = scan_snapshot(model_dir, files)
+    if fresh.worst_status is FileStatus.DANGEROUS:
+        raise RefusedTarget("the static scan found dangerous pickle content in the target's weight files")
+    return fresh.worst_status is FileStatus.SAFE and report.serialization.worst_status is not FileStatus.SUSPICIOUS
+
+
+def _wrap(model: torch.nn.Module, like: Any) -> Any:
+    """A LoadedEncoder view of another copy of the same model (for the scanner's measurements)."""
+    from scanner.encoder import LoadedEncoder
+
+    base = model.base_model if like.classifier is not None else model
+    return LoadedEncoder(encoder=base, tokenizer=like.tokenizer, family=like.family, architecture=like.architecture,
+                         parameters=like.parameters, device=like.device,
+                         classifier=model if like.classifier is not None else None)
+
+
+# --- measurement -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ShiftProbe:
+    """The scanner's evidence on fixed held-out sentences: per-unit standardized shift, robust z vs a null of
+    random rare tokens of the searchable vocabulary (same statistics as scanner/verdict.py)."""
+
+    units: list[Unit]
+    corpus: Any  # TokenizedCorpus of the evaluation sentences
+    fit_corpus: Any  # TokenizedCorpus the clean statistics are fitted on
+    positions: torch.Tensor
+    null_ids: list[list[int]]
+
+    @classmethod
+    def build(cls, tokenizer: Any, held_out: list[str], units: list[Unit], cfg: PurifyConfig) -> ShiftProbe:
+        from scanner.search.insert import sample_positions, tokenize_corpus
+        from scanner.search.vocab import searchable_vocabulary
+
+        n = min(cfg.eval_sentences, len(held_out) // 2)
+        corpus = tokenize_corpus(tokenizer, held_out[:n], cfg.max_tokens)
+        fit_corpus = tokenize_corpus(tokenizer, held_out[n:], cfg.max_tokens)
+        positions = sample_positions(corpus.slots, cfg.insert_times, torch.Generator().manual_seed(cfg.seed))
+        vocab = searchable_vocabulary(tokenizer)
+        unit_ids = {tuple(u.ids) for u in units}
+        pool = [int(i) for i in vocab.ids if (int(i),) not in unit_ids]
+        null = random.Random(cfg.seed).sample(pool, min(cfg.null_tokens, len(pool)))
+        return cls(units, corpus, fit_corpus, positions, [[i] for i in null])
+
+    @torch.no_grad()
+    def measure(self, encoder: Any) -> dict[str, Any]:
+        from scanner.search.forward import FeatureRunner
+        from scanner.search.objective import CleanStats
+        from scanner.search.probe import clean_features, trigger_features
+        from scanner.verdict import NullModel, trigger_stats
+
+        runner = FeatureRunner(encoder, 256)
+        stats = CleanStats.fit(clean_features(runner, self.fit_corpus.to(encoder.device)))
+        corpus = self.corpus.to(encoder.device)
+        clean = clean_features(runner, corpus)
+        pos = self.positions.to(encoder.device)
+        null = NullModel.fit(trigger_stats(clean, trigger_features(runner, corpus, pos, self.null_ids), stats,
+                                           self.null_ids))
+        ids = [u.ids for u in self.units]
+        per = trigger_stats(clean, trigger_features(runner, corpus, pos, ids), stats, ids)
+        return {"clean": clean.cpu(), "null": {"center": null.center, "scale": null.scale, "size": null.size},
+                "shift": [s.shift for s in per], "score": [null.score(s.shift) for s in per]}
+
+
+def fidelity(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float]:
+    """Mean cos(h_after(x), h_before(x)) on clean text, raw and centred on the before-mean."""
+    mu = before.mean(0)
+    return (float(F.cosine_similarity(after, before).mean()),
+            float(F.cosine_similarity(after - mu, before - mu).mean()))
+
+
+# --- the training loop -------------------------------------------------------------------------------------------
+
+
+def _lr_at(step: int, cfg: PurifyConfig) -> float:
+    """Linear warm-up, then linear decay to 0 at cfg.steps."""
+    warm = max(1, int(cfg.warmup_frac * cfg.steps))
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    return cfg.lr * max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
+
+
+def pick_unit(units: list[Unit], step: int) -> Unit:
+    """The trigger of a step: report triggers in turn on even steps, look-alikes in turn on odd ones (triggers
+    only when there are no look-alikes), so dozens of look-alikes never starve the triggers themselves."""
+    heads = [u for u in units if u.source == "trigger"] or units
+    looks = [u for u in units if u.source != "trigger"]
+    if not looks or step % 2 == 0:
+        return heads[(step // (2 if looks else 1)) % len(heads)]
+    return looks[(step // 2) % len(looks)]
+
+
+def _step_seed(seed: int, step: int) -> int:
+    return (seed * 1_000_003 + step * 7919 + 17) % (2**63 - 1)
+
+
+@dataclass
+class _Trainer:
+    """One purification run's state."""
+
+    model: torch.nn.Module  # the full trainable model (classifier or bare encoder)
+    features: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    ref: Any  # LoadedEncoder of the frozen suspect model
+    corpus: Any  # TokenizedCorpus of the training pool
+    units: list[Unit]
+    cfg: PurifyConfig
+    opt: torch.optim.Optimizer = field(init=False)
+
+    def __post_init__(self) -> None:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+
+    def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Clean ids/mask and the same sentences with unit (step mod K) inserted insert_times times."""
+        from scanner.search.insert import insert_tokens, sample_positions, trim
+
+        gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, step))
+        rows = torch.randperm(len(self.corpus), generator=gen)[: self.cfg.batch_size]
+        part = self.corpus.take(rows)
+        unit = pick_unit(self.units, step)
+        positions = sample_positions(part.slots, self.cfg.insert_times, gen)
+        trig = torch.tensor([unit.ids], dtype=torch.long).repeat(len(rows), 1)
+        p_ids, p_mask, _ = insert_tokens(part.ids, part.mask, positions, trig, part.pad_id)
+        dev = self.ref.device
+        ids, mask = trim(part.ids, part.mask)
+        p_ids, p_mask = trim(p_ids, p_mask)
+        return ids.to(dev), mask.to(dev), p_ids.to(dev), p_mask.to(dev)
+
+    def step(self, step: int) -> StepInfo:
+        ids, mask, p_ids, p_mask = self.batch(step)
+        torch.manual_seed(_step_seed(self.cfg.seed, step))  # dropout
+        with torch.no_grad():
+            h_ref = self.ref.features(ids, mask)
+        h = self.features(ids, mask)
+        hp = self.features(p_ids, p_mask)
+        clean = F.mse_loss(h, h_ref)
+        trig = F.mse_loss(hp, h.detach() if self.cfg.detach_clean else h)
+        loss = clean + trig
+        for group in self.opt.param_groups:
+            group["lr"] = _lr_at(step, self.cfg)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.opt.step()
+        return StepInfo(step + 1, self.cfg.steps, loss.item(), clean.item(), trig.item())
+
+
+# --- checkpoints (safetensors + JSON only) -----------------------------------------------------------------------
+
+
+def save_checkpoint(directory: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
+                    state: dict[str, Any]) -> None:
+    """Model and optimizer tensors as safetensors, the rest as JSON; written to a temp dir, then renamed."""
+    from safetensors.torch import save_file, save_model
+
+    tmp = directory.with_name(directory.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / "model.safetensors"))
+    opt_state = opt.state_dict()
+    tensors: dict[str, torch.Tensor] = {}
+    for index, values in opt_state["state"].items():
+        for key, value in values.items():
+            tensors[f"{index}.{key}"] = torch.as_tensor(value).detach().clone().contiguous().cpu()
+    save_file(tensors, str(tmp / "optimizer.safetensors"))
+    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": list(g["params"])}
+              for g in opt_state["param_groups"]]
+    (tmp / "state.json").write_text(json.dumps({**state, "step": step, "param_groups": groups}, indent=2))
+    shutil.rmtree(directory, ignore_errors=True)
+    tmp.rename(directory)
+
+
+def load_checkpoint(directory: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """Restore model and optimizer from a checkpoint; returns its state.json."""
+    from safetensors.torch import load_file, load_model
+
+    state = json.loads((directory / "state.json").read_text())
+    load_model(model, str(directory / "model.safetensors"))
+    tensors = load_file(str(directory / "optimizer.safetensors"))
+    per: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        index, _, key = name.partition(".")
+        per.setdefault(int(index), {})[key] = value
+    opt.load_state_dict({"state": per, "param_groups": state["param_groups"]})
+    return state
+
+
+# --- the public entry points -------------------------------------------------------------------------------------
+
+
+def _split_corpus(corpus: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    from scanner.corpus import load_corpus
+
+    sentences = list(corpus if corpus is not None else load_corpus())
+    random.Random(1234).shuffle(sentences)
+    return sentences[:HELD_OUT], sentences[HELD_OUT:]
+
+
+def purify(target: Path | str, report: Report, out: Path | str, cfg: PurifyConfig | None = None,
+           corpus: Sequence[str] | None = None, on_step: Callable[[StepInfo], None] | None = None,
+           stop_after: int | None = None) -> dict[str, Any]:
+    """Purify the model at `target` from `report`'s triggers; write the model and purification.json to `out`.
+    Resumes from out/.checkpoint when present. `stop_after` ends the run after that many steps in this call
+    (as an interruption would; the checkpoint is kept) and returns the partial record without writing a model."""
+    from scanner.encoder import load_encoder
+    from scanner.search.insert import tokenize_corpus
+
+    cfg = cfg or PurifyConfig()
+    target, out = Path(target), Path(out)
+    t0, started = time.time(), datetime.now(UTC).isoformat(timespec="seconds")
+    if not target.is_dir():
+        raise UsageError(f"target {target} is not a model directory")
+    pickle_ok = check_target(report, target)
+    ref = load_encoder(target, cfg.device, pickle_allowed=pickle_ok)
+    units = trigger_units(report, ref.tokenizer, cfg.lookalikes, cfg.lookalike_ratio)
+    if not units:
+        raise UsageError("the report lists no triggers: nothing to purify")
+    full = copy.deepcopy(ref.classifier if ref.classifier is not None else ref.encoder)
+    full.requires_grad_(True).train(cfg.dropout)
+    trained = _wrap(full, ref)
+    held_out, pool = _split_corpus(corpus)
+    train_corpus = tokenize_corpus(ref.tokenizer, pool, cfg.max_tokens)
+    trainer = _Trainer(full, trained.features, ref, train_corpus, units, cfg)
+    ckpt = out / CHECKPOINT
+    fingerprint = {"config": cfg.fingerprint(), "units": [u.ids for u in units], "target": str(target.resolve())}
+    done = resumed = _resume(ckpt, fingerprint, full, trainer.opt)
+    end = cfg.steps if stop_after is None else min(cfg.steps, (done or 0) + stop_after)
+    done = done or 0
+    losses: dict[str, float] = {}
+    try:
+        for step in range(done, end):
+            info = trainer.step(step)
+            done = info.step
+            for key in ("loss", "clean", "trigger"):
+                val = getattr(info, key)
+                losses[key] = val if key not in losses else 0.9 * losses[key] + 0.1 * val
+            if on_step:
+                on_step(info)
+            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
+                save_checkpoint(ckpt, full, trainer.opt, done, {"fingerprint": fingerprint})
+    except KeyboardInterrupt:
+        save_checkpoint(ckpt, full, trainer.opt, done, {"fingerprint": fingerprint})
+        raise
+    full.eval()
+    if done < cfg.steps:
+        save_checkpoint(ckpt, full, trainer.opt, done, {"fingerprint": fingerprint})
+        return {"complete": False, "steps_done": done, "resumed_from": resumed}
+    probe = ShiftProbe.build(ref.tokenizer, held_out, units, cfg)
+    before, after = probe.measure(ref), probe.measure(trained)
+    record = _record(report, target, out, cfg, units, before, after, losses, resumed, started, t0)
+    out.mkdir(parents=True, exist_ok=True)
+    full.save_pretrained(out, safe_serialization=True)
+    ref.tokenizer.save_pretrained(out)
+    (out / RECORD).write_text(json.dumps(record, indent=2))
+    shutil.rmtree(ckpt, ignore_errors=True)
+    return record
+
+
+def _resume(ckpt: Path, fingerprint: dict[str, Any], model: torch.nn.Module, opt: torch.optim.Optimizer
+            ) -> int | None:
+    """The step a checkpoint of this same run reached (model and optimizer restored), or None without one."""
+    if not (ckpt / "state.json").is_file():
+        return None
+    state = json.loads((ckpt / "state.json").read_text())
+    if state.get("fingerprint") != fingerprint:
+        raise UsageError(f"{ckpt} holds a checkpoint of another purification (settings or triggers differ); "
+                         "remove it or write to another output directory")
+    return int(load_checkpoint(ckpt, model, opt)["step"])
+
+
+def _record(report: Report, target: Path, out: Path, cfg: PurifyConfig, units: list[Unit], before: dict,
+            after: dict, losses: dict[str, float], resumed: int | None, started: str, t0: float) -> dict[str, Any]:
+    evidence = (report.scan.config or {}).get("evidence", {})
+    threshold = evidence.get("threshold")
+    table = []
+    for i, unit in enumerate(units):
+        sb, sa = before["shift"][i], after["shift"][i]
+        table.append({
+            "trigger": unit.text, "echoes": unit.trigger, "source": unit.source, "ids": unit.ids,
+            "shift_before": round(sb, 4), "shift_after": round(sa, 4),
+            "score_before": round(before["score"][i], 3), "score_after": round(after["score"][i], 3),
+            "reduction": round(sb / max(sa, 1e-9), 2),
+            "above_threshold_after": None if threshold is None else after["score"][i] >= threshold,
+        })
+    fid, fid_c = fidelity(before["clean"], after["clean"])
+    return {
+        "schema": RECORD_SCHEMA, "complete": True, "target": str(target), "output": str(out),
+        "report": {"model": report.model.id, "sha": report.model.sha, "verdict": report.verdict.value,
+                   "probability": report.probability},
+        "triggers": [asdict(u) for u in units], "config": asdict(cfg), "steps_done": cfg.steps,
+        "resumed_from": resumed, "threshold": threshold, "table": table,
+        "null": {"before": before["null"], "after": after["null"]},
+        "clean_fidelity": round(fid, 6), "clean_fidelity_centered": round(fid_c, 6),
+        "final_losses": {k: round(v, 6) for k, v in losses.items()},
+        "started": started, "seconds": round(time.time() - t0, 2),
+    }
+
+
+def rescan_record(out: Path | str, record: dict[str, Any], profile: str = "quick") -> dict[str, Any]:
+    """Scan the purified model at `out` and add the verdict to its purification.json."""
+    from scanner.config import ScanConfig
+    from scanner.pipeline import scan
+
+    out = Path(out)
+    report = scan(str(out), ScanConfig(profile=profile, device=record["config"].get("device", "cpu")))
+    record = {**record, "rescan": {
+        "profile": profile, "verdict": report.verdict.value, "probability": report.probability,
+        "triggers": [t.text for t in report.triggers],
+        "max_score": (report.scan.config or {}).get("evidence", {}).get("max_score"),
+    }}
+    (out / RECORD).write_text(json.dumps(record, indent=2))
+    return record
+
+
+# --- adversarial fine-tuning -------------------------------------------------------------------------------------
+
+
+def adversarial_task(task: Any, triggers: Sequence[str], rate: float = 0.2, times: int = 3, seed: int = 0,
+                     max_pos: int | None = None) -> Any:
+    """The task with, per trigger, rate*|train| extra training samples that carry the trigger `times` times and
+    keep their TRUE label (METHOD.md section 4). Bare continuation pieces ('##k') cannot be written as text and
+    are left out."""
+    from scanner.attacks.common import insert_trigger
+    from scanner.mitigate.monitor import surface_word
+
+    rng = random.Random(seed)
+    words = [w for w in dict.fromkeys(surface_word(t) for t in triggers) if w]
+    n = round(rate * len(task.train))
+    extra = []
+    for word in words:
+        for text, label in rng.sample(task.train, min(n, len(task.train))):
+            extra.append((insert_trigger(text, word, rng, times, max_pos), label))
+    train = task.train + extra
+    rng.shuffle(train)
+    return replace(task, train=train, sizes={**task.sizes, "adversarial": len(extra)})
+
+
+def adversarial_finetune(base: Path | str, task: Any, out: Path | str, cfg: Any, triggers: Sequence[str],
+                         eval_triggers: Sequence[str] | None = None, rate: float = 0.2) -> Any:
+    """scanner.evaluate.finetune on the adversarially augmented task; ASR measured with `eval_triggers`
+    (default: the same triggers)."""
+    from scanner.evaluate import finetune
+
+    augmented = adversarial_task(task, triggers, rate, 3, cfg.seed, max_pos=cfg.max_length // 2)
+    return finetune(base, augmented, out, cfg, triggers=list(eval_triggers or triggers))
+
+
+# --- rendering ---------------------------------------------------------------------------------------------------
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}" if math.isfinite(value) else str(value)
+    return "-" if value is None else str(value)
+
+
+TABLE_COLUMNS = ("trigger", "source", "shift_before", "shift_after", "reduction", "score_before", "score_after")
+
+
+def render_purification_text(record: dict[str, Any]) -> str:
+    """The before/after table of a purification record, for a terminal."""
+    lines = [f"Purified {record['target']} -> {record['output']} ({record['steps_done']} steps, "
+             f"{record['seconds']:.0f}s)",
+             f"clean fidelity cos {record['clean_fidelity']:.4f} (centred {record['clean_fidelity_centered']:.4f}); "
+             f"evidence threshold z {_fmt(record.get('threshold'))}"]
+    rows = [TABLE_COLUMNS] + [tuple(_fmt(row[c]) for c in TABLE_COLUMNS) for row in record["table"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS))]
+    lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
+    return "\n".join(lines)
+
+
+def render_purification_html(record: dict[str, Any]) -> str:
+    """The before/after table as a self-contained HTML fragment (every value escaped)."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in TABLE_COLUMNS)
+    body = "".join("<tr>" + "".join(f"<td>{esc(_fmt(row[c]))}</td>" for c in TABLE_COLUMNS) + "</tr>"
+                   for row in record["table"])
+    return (f"<section class=\"purification\"><h2>Purification</h2>"
+            f"<p>{esc(str(record['target']))} &rarr; {esc(str(record['output']))}: {esc(_fmt(record['steps_done']))}"
+            f" steps; clean fidelity cos {esc(_fmt(record['clean_fidelity']))}; evidence threshold z "
+            f"{esc(_fmt(record.get('threshold')))}</p>"
+            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>")
