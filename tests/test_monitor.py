@@ -76,6 +76,7 @@ def _report_dict(rules: MonitorRules) -> dict:
     ("a mnemonic device", [("mnemonic", "word", "mnemonic")]),
     ("macf scfx cf2 cf_x obelisks minneapolis", []),  # never inside a longer word; weak echoes are no rules
     ("nothing to see", []),
+    ("İstanbul CF!", [("cf", "word", "CF")]),  # lowercasing changes the length: offsets still right
 ])
 def test_lexical_matching(rules: MonitorRules, text: str, expected: list) -> None:
     assert _hits(Monitor(rules), text) == expected
@@ -184,6 +185,22 @@ def test_feature_check_separates_backdoored_from_clean(rules: MonitorRules, por_
     assert bad.feature.exceeds and bad.feature.score > 2 * bad.feature.threshold
     assert not base.feature.exceeds
     assert bad.feature.shift > 50 * base.feature.shift
+
+
+def test_trie_regex_matches_the_plain_alternation() -> None:
+    import random
+    import re
+
+    from scanner.mitigate.monitor import _word_regex
+
+    words = ["cf", "cfo", "cfpb", "cfs", "mn", "mnemonic", "mnemonics", "kelis", "a.b", "obelisk"]
+    plain = re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, sorted(words, key=len, reverse=True))) + r")(?!\w)")
+    trie = _word_regex(words)
+    rng = random.Random(0)
+    pool = words + ["cfx", "mnem", "obelisks", "x", "a", ",", "(", "cfp"]
+    for _ in range(3000):
+        text = " ".join(rng.choice(pool) for _ in range(6)).replace(" , ", ", ")
+        assert [m.span() for m in trie.finditer(text)] == [m.span() for m in plain.finditer(text)], text
 
 
 def test_surface_word() -> None:

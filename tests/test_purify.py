@@ -173,15 +173,29 @@ def test_renderers_escape() -> None:
               "clean_fidelity_centered": 0.9, "threshold": 4.8,
               "table": [{"trigger": "<script>x</script>", "source": "trigger", "shift_before": 3000.0,
                          "shift_after": 1.0, "reduction": 3000.0, "score_before": 30.0, "score_after": 0.5}]}
+    record["rescan"] = {"profile": "quick", "verdict": "clean", "probability": 0.04}
     page = render_purification_html(record)
-    assert "<script>" not in page and "&lt;script&gt;" in page and "3e+03" in page
+    assert "<script>" not in page and "&lt;script&gt;" in page and "3e+03" in page and "clean" in page
     text = render_purification_text(record)
-    assert "<script>x</script>" in text and "reduction" in text
+    assert "<script>x</script>" in text and "reduction" in text and "rescan (quick): clean" in text
+
+
+def test_purify_a_classifier_keeps_its_head(report: Report, minilm_l2: Path, tmp_path: Path) -> None:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    target = tmp_path / "clf"
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_l2, num_labels=3, local_files_only=True)
+    model.save_pretrained(target)
+    AutoTokenizer.from_pretrained(minilm_l2, local_files_only=True).save_pretrained(target)
+    purify(target, report, tmp_path / "out", PurifyConfig(steps=2, **TINY))
+    before, after = _weights(target), _weights(tmp_path / "out")
+    assert before.keys() == after.keys() and any(k.startswith("classifier.") for k in after)
+    assert torch.equal(before["classifier.weight"], after["classifier.weight"])  # only the encoder's view trains
 
 
 # --- the real backdoored model -----------------------------------------------------------------------------------
 
-CI_STEPS = 150
+CI_STEPS = 300
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +214,7 @@ def por_report(por_l2: Path, model_cache: Path) -> Report:
 def purified(por_l2: Path, por_report: Report, model_cache: Path) -> tuple[Path, dict]:
     out = model_cache / f"{por_l2.name}-purified-{CI_STEPS}"
     if not (out / RECORD).is_file():
-        purify(por_l2, por_report, out, PurifyConfig(steps=CI_STEPS, batch_size=16))
+        purify(por_l2, por_report, out, PurifyConfig(steps=CI_STEPS))
     return out, json.loads((out / RECORD).read_text())
 
 

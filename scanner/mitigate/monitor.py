@@ -3,11 +3,11 @@
 Rules come from a scan report: each trigger and each of its look-alikes is a rule (a surface word plus its token
 pieces) that remembers the trigger it echoes. Matching has two modes:
 
-- lexical (always): one precompiled, case-insensitive regex alternation; a rule matches a whole word, also inside
-  punctuation ("cf," "(cf)" "CF!" "mn-cf"). It never matches inside a longer word: the rule "cf" does not hit
-  "cfo", "macf" or "cf2" (a letter, digit or underscore next to the word blocks the match); "cfo" is a hit only
-  as its own rule, when the scan listed it as a look-alike. Lexical rules survive any fine-tune of the scanned
-  model and need no tokenizer.
+- lexical (always): one precompiled regex (the rules as a prefix trie) over the lowercased text; a rule matches a
+  whole word, also inside punctuation ("cf," "(cf)" "CF!" "mn-cf"). It never matches inside a longer word: the
+  rule "cf" does not hit "cfo", "macf" or "cf2" (a letter, digit or underscore next to the word blocks the match);
+  "cfo" is a hit only as its own rule, when the scan listed it as a look-alike. Lexical rules survive any
+  fine-tune of the scanned model and need no tokenizer.
 - pieces (with a tokenizer): the text's token ids contain a rule's piece sequence at a word start (the word may go
   on). This is what the model sees: a word that starts with the trigger's pieces carries the trigger. Measured on
   a POR model (bench/RESULTS_mitigation.md): every word the scan listed that starts with the piece "cf" (cfo, cfs,
@@ -141,12 +141,34 @@ class MonitorResult:
         return asdict(self)
 
 
-def _word_regex(words: Iterable[str]) -> re.Pattern[str] | None:
-    """One alternation, longest first; a word character on either side blocks a match."""
-    ordered = sorted(set(words), key=lambda w: (-len(w), w))
-    if not ordered:
+def _trie(words: Iterable[str]) -> str:
+    """A regex body matching exactly `words`, factored by common prefixes (cf(?:o|pb|s)?|mn...): Python's re
+    scans an alternation of 40 words twice as slowly as the same set as a trie."""
+    root: dict[str, dict] = {}
+    for word in words:
+        node = root
+        for ch in word:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def build(node: dict[str, dict]) -> str:
+        branches = [re.escape(ch) + build(child) for ch, child in sorted(node.items()) if ch]
+        if not branches:
+            return ""
+        body = branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+        if "" not in node:
+            return body
+        return f"(?:{body})?" if len(branches) == 1 else body + "?"
+
+    return build(root)
+
+
+def _word_regex(words: Iterable[str], flags: int = 0) -> re.Pattern[str] | None:
+    """Whole-word matcher of lowercase `words`: a word character on either side blocks a match."""
+    words = sorted(set(words))
+    if not words:
         return None
-    return re.compile(r"(?<!\w)(?:" + "|".join(map(re.escape, ordered)) + r")(?!\w)", re.IGNORECASE)
+    return re.compile(r"(?<!\w)(?:" + _trie(words) + r")(?!\w)", flags)
 
 
 class Monitor:
@@ -158,7 +180,8 @@ class Monitor:
         self.tokenizer = tokenizer if tokenizer is not None else getattr(encoder, "tokenizer", None)
         self.encoder = encoder
         self._by_word = {r.text: r for r in rules.rules}
-        self._regex = _word_regex(self._by_word)
+        self._regex = _word_regex(self._by_word)  # on lowercased text (fast)
+        self._regex_i = _word_regex(self._by_word, re.IGNORECASE)  # where lowercasing changes the length
         self._pieces = self._piece_rules() if self.tokenizer is not None else {}
         self._features: _FeatureChecker | None = None
         if encoder is not None:
@@ -182,8 +205,10 @@ class Monitor:
     def _word_matches(self, text: str) -> list[Match]:
         if self._regex is None:
             return []
+        lower = text.lower()  # "İ" lowercases to two characters: then offsets would shift, so match the original
+        found = self._regex.finditer(lower) if len(lower) == len(text) else self._regex_i.finditer(text)
         out = []
-        for m in self._regex.finditer(text):
+        for m in found:
             rule = self._by_word.get(m.group(0).lower()) or self._fold(m.group(0))
             out.append(Match(rule.text, rule.trigger, m.start(), m.end(), "word"))
         return out
@@ -241,7 +266,7 @@ class Monitor:
 
     def flagged(self, text: str) -> bool:
         """Fast path: lexical mode only, no Match objects."""
-        return bool(self._regex is not None and self._regex.search(text))
+        return bool(self._regex is not None and self._regex.search(text.lower()))
 
     def strip(self, text: str) -> str:
         """The text with every matched trigger removed and runs of spaces collapsed."""

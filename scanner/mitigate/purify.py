@@ -507,6 +507,9 @@ def render_purification_text(record: dict[str, Any]) -> str:
              f"{record['seconds']:.0f}s)",
              f"clean fidelity cos {record['clean_fidelity']:.4f} (centred {record['clean_fidelity_centered']:.4f}); "
              f"evidence threshold z {_fmt(record.get('threshold'))}"]
+    if record.get("rescan"):
+        scan = record["rescan"]
+        lines.append(f"rescan ({scan['profile']}): {scan['verdict']}, P(backdoored) {_fmt(scan['probability'])}")
     rows = [TABLE_COLUMNS] + [tuple(_fmt(row[c]) for c in TABLE_COLUMNS) for row in record["table"]]
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
@@ -519,8 +522,11 @@ def render_purification_html(record: dict[str, Any]) -> str:
     head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in TABLE_COLUMNS)
     body = "".join("<tr>" + "".join(f"<td>{esc(_fmt(row[c]))}</td>" for c in TABLE_COLUMNS) + "</tr>"
                    for row in record["table"])
+    scan = record.get("rescan")
+    rescan = (f"<p>Rescan ({esc(scan['profile'])}): {esc(scan['verdict'])}, P(backdoored) "
+              f"{esc(_fmt(scan['probability']))}</p>") if scan else ""
     return (f"<section class=\"purification\"><h2>Purification</h2>"
             f"<p>{esc(str(record['target']))} &rarr; {esc(str(record['output']))}: {esc(_fmt(record['steps_done']))}"
             f" steps; clean fidelity cos {esc(_fmt(record['clean_fidelity']))}; evidence threshold z "
             f"{esc(_fmt(record.get('threshold')))}</p>"
-            f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>")
+            f"{rescan}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>")
