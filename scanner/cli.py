@@ -153,6 +153,37 @@ def demo(out: Path, profile: str, cache: Path) -> int:
     return 0 if ok else 1
 
 
+@main.group()
+def bench() -> None:
+    """Benchmarks (results go to bench/results/ and bench/RESULTS.md)."""
+
+
+@bench.command("detect")
+@click.option("--families", default="bert,roberta,albert", show_default=True,
+              help="Config-built families in the zoo (comma list).")
+@click.option("--attacks", default="por,neuba,badpre,uor", show_default=True, help="Attacks planted (comma list).")
+@click.option("--seeds", type=int, default=1, show_default=True, help="Trigger sets/seeds per family and attack.")
+@click.option("--minilm/--no-minilm", default=True, show_default=True, help="Include the real MiniLM-L2.")
+@click.option("--derived", type=int, default=1, show_default=True,
+              help="Backdoored (and as many clean) MiniLM models fine-tuned downstream.")
+@click.option("--profile", type=click.Choice(["quick", "standard", "thorough"]), default="quick", show_default=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/results"),
+              show_default=True)
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
+              default=Path.home() / ".cache" / "patronus" / "zoo", show_default=True)
+def bench_detect(families: str, attacks: str, seeds: int, minilm: bool, derived: int, profile: str, out: Path,
+                 cache: Path) -> int:
+    """Build a zoo of backdoored and clean models, scan them all, write detection.json and detection.md."""
+    from scanner.bench_detect import run_bench
+
+    summary = run_bench(out, cache, [f for f in families.split(",") if f], [a for a in attacks.split(",") if a],
+                        seeds, minilm, derived, profile, progress=lambda m: click.echo(m, err=True))
+    click.echo((out / "detection.md").read_text())
+    overall = summary["overall"]
+    click.echo(f"overall: TPR {overall['tpr']:.2f} FPR {overall['fpr']:.2f} AUC {overall['auc']:.3f}")
+    return 0
+
+
 def run() -> None:
     """Entry point with exit codes as returned by commands."""
     result = main()

@@ -1,0 +1,24 @@
+"""A CI-sized detection benchmark: a tiny zoo built, scanned and scored end to end."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from scanner.bench_detect import run_bench
+
+pytestmark = pytest.mark.slow
+
+
+def test_ci_sized_zoo(tmp_path, model_cache):
+    summary = run_bench(tmp_path / "out", model_cache / "zoo", families=["bert"], attacks=["por"], seeds=1,
+                        minilm=False, derived=0, profile="quick", progress=lambda m: None)
+    data = json.loads((tmp_path / "out" / "detection.json").read_text())
+    overall = data["overall"]
+    assert {"models", "attacks", "families", "tpr", "fpr", "auc", "trigger_recall", "derived_tpr"} <= set(overall)
+    assert overall["models"] == 3 and overall["attacks"] == ["por"] and overall["families"] == ["bert"]
+    assert overall["tpr"] == 1.0 and overall["fpr"] == 0.0 and overall["auc"] == 1.0
+    assert overall["trigger_recall"] >= 0.5
+    table = (tmp_path / "out" / "detection.md").read_text()
+    assert "| bert-por-" in table and summary["overall"]["tpr"] == 1.0
