@@ -123,6 +123,27 @@ def _derived(zoo: list[ZooModel], cache: Path, count: int) -> list[ZooModel]:
     return out
 
 
+def included_models(paths: list[Path]) -> list[ZooModel]:
+    """Already-planted models (each folder with a ground_truth.json, e.g. from `patronus attack plant` or the test
+    cache) added to the zoo with their ground truth; derived ones are marked by its `derived` entry."""
+    import json as _json
+
+    from scanner.attacks import GROUND_TRUTH
+    from scanner.encoder import read_config
+
+    out = []
+    for path in paths:
+        gt_file = path / GROUND_TRUTH
+        if not gt_file.is_file():
+            continue
+        gt = _json.loads(gt_file.read_text())
+        family = read_config(path).family or "?"
+        name = f"{'minilm-l2' if family == 'bert' and 'minilm' in str(gt.get('base', '')).lower() else family}"
+        out.append(ZooModel(f"{name}-{gt['attack']}-{path.name}", path, name, gt["attack"],
+                            tuple(gt.get("triggers", [])), bool(gt.get("backdoored")), derived="derived" in gt))
+    return out
+
+
 def recalled(planted: tuple[str, ...], report: Report) -> list[str]:
     """Planted triggers the report names: as a trigger, one of its look-alikes, or (multi-piece words) the
     trigger's token pieces spell the word."""
@@ -237,10 +258,10 @@ def markdown(summary: dict, profile: str, seconds: float) -> str:
 
 
 def run_bench(out_dir: Path, cache: Path, families: list[str], attacks: list[str], seeds: int, minilm: bool,
-              derived: int, profile: str, progress=print) -> dict:
+              derived: int, profile: str, progress=print, include: list[Path] | None = None) -> dict:
     """Build, scan, score; write detection.json and detection.md under out_dir."""
     t0 = time.time()
-    zoo = build_zoo(cache, families, attacks, seeds, minilm, derived)
+    zoo = build_zoo(cache, families, attacks, seeds, minilm, derived) + included_models(include or [])
     rows = scan_zoo(zoo, profile, cache / "scan-results", progress)
     summary = summarize(rows)
     summary["profile"] = profile

@@ -171,13 +171,16 @@ def bench() -> None:
               show_default=True)
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
               default=Path.home() / ".cache" / "patronus" / "zoo", show_default=True)
+@click.option("--include", "include", multiple=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Already-planted model folders (with ground_truth.json) to add to the zoo; repeatable.")
 def bench_detect(families: str, attacks: str, seeds: int, minilm: bool, derived: int, profile: str, out: Path,
-                 cache: Path) -> int:
+                 cache: Path, include: tuple[Path, ...]) -> int:
     """Build a zoo of backdoored and clean models, scan them all, write detection.json and detection.md."""
     from scanner.bench_detect import run_bench
 
     summary = run_bench(out, cache, [f for f in families.split(",") if f], [a for a in attacks.split(",") if a],
-                        seeds, minilm, derived, profile, progress=lambda m: click.echo(m, err=True))
+                        seeds, minilm, derived, profile, progress=lambda m: click.echo(m, err=True),
+                        include=list(include))
     click.echo((out / "detection.md").read_text())
     overall = summary["overall"]
     click.echo(f"overall: TPR {overall['tpr']:.2f} FPR {overall['fpr']:.2f} AUC {overall['auc']:.3f}")
