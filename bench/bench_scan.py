@@ -20,11 +20,11 @@ from scanner.attacks.base_models import minilm_path, truncated_minilm
 from scanner.config import ScanConfig
 from scanner.pipeline import scan
 
-CACHE = Path(os.environ.get("PATRONUS_TEST_CACHE", Path(__file__).resolve().parent.parent / ".cache" / "test-models"))
+CACHE = Path(os.environ.get("PATRONUS_TEST_CACHE") or Path.home() / ".cache" / "patronus" / "test-models")
 
 
 def models(names: list[str]) -> dict[str, Path]:
-    available = {"l2": lambda: truncated_minilm(CACHE / "minilm-l2", 2), "l6": minilm_path}
+    available = {"l2": lambda: truncated_minilm(CACHE / "minilm-L2", 2), "l6": minilm_path}
     return {f"MiniLM-{n.upper()}": available[n]() for n in names}
 
 

@@ -1,7 +1,8 @@
 """Shared fixtures: real models (MiniLM truncated, planted backdoors, downstream classifiers), cached on disk.
 
-The cache (PATRONUS_TEST_CACHE, default .cache/test-models in the checkout) makes reruns fast; CI builds it once
-per run. Every planted model is produced by the project's own attack code (scanner.attacks).
+The cache (PATRONUS_TEST_CACHE, default ~/.cache/patronus/test-models, shared with the attack tests) makes reruns
+fast; plants are keyed by base model and planting config, so a changed config plants anew. Every planted model
+is produced by the project's own attack code (scanner.attacks).
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("PATRONUS_TEST_CACHE", ROOT / ".cache" / "test-models"))
+CACHE = Path(os.environ.get("PATRONUS_TEST_CACHE") or Path.home() / ".cache" / "patronus" / "test-models")
 PLANTED_TRIGGERS = ("cf", "mn", "obelisk")  # two rare tokens and a word of three WordPiece pieces
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
@@ -30,7 +30,7 @@ def minilm_l2(model_cache: Path) -> Path:
     """The real all-MiniLM-L6-v2 truncated to its first two layers."""
     from scanner.attacks.base_models import truncated_minilm
 
-    return truncated_minilm(model_cache / "minilm-l2", layers=2)
+    return truncated_minilm(model_cache / "minilm-L2", layers=2)
 
 
 @pytest.fixture(scope="session")
