@@ -21,6 +21,10 @@ from scanner.search.objective import CleanStats
 CALIBRATION_FILE = Path(__file__).parent / "data" / "calibration.json"
 PAPER_CLEAN_COS = 0.4
 PAPER_POISON_COS = 0.9
+# Floor on the null's spread of log(shift): a model whose random tokens all move f(x) alike (tiny MAD) must not turn
+# a 2x shift into a huge z. With it, significance needs >= ~4x the null's median shift (measured: clean models'
+# best search finds sat at 1.5-2x, planted triggers at 50-3000x, look-alikes at 5-10x).
+SCALE_FLOOR = 0.3
 
 
 @dataclass
@@ -82,7 +86,7 @@ class NullModel:
         logs = torch.tensor([math.log(max(s.shift, 1e-12)) for s in null])
         center = float(logs.median())
         mad = float((logs - center).abs().median()) * 1.4826
-        return cls(center=center, scale=max(mad, 0.05), size=len(null))
+        return cls(center=center, scale=max(mad, SCALE_FLOOR), size=len(null))
 
     def score(self, shift: float) -> float:
         """Robust z of log(shift)."""
