@@ -263,8 +263,11 @@ def main() -> None:
     for part, run in (("monitor", lambda: monitor_part(args.limit)),
                       ("purify", lambda: purify_part(args.attacks.split(","), args.steps, args.ft_steps))):
         if args.part in (part, "all"):
+            path = RESULTS / f"mitigation_{part}.json"
             result = {"machine": machine, **run()}
-            (RESULTS / f"mitigation_{part}.json").write_text(json.dumps(result, indent=2))
+            if part == "purify" and path.is_file():  # parallel runs (--attacks por / neuba) merge their attacks
+                result["attacks"] = {**json.loads(path.read_text()).get("attacks", {}), **result["attacks"]}
+            path.write_text(json.dumps(result, indent=2))
     results = {part: json.loads(path.read_text()) for part in ("monitor", "purify")
                if (path := RESULTS / f"mitigation_{part}.json").is_file()}
     print(markdown(results))
