@@ -168,17 +168,19 @@ def purified(attack: str, suspect: Path, report, steps: int) -> tuple[Path, dict
     return out, record
 
 
-def downstream(label: str, model: Path, task: str, ft_steps: int, adversarial: list[str] | None = None
+def downstream(label: str, model: Path, task: str, ft: dict[str, Any], adversarial: list[str] | None = None
                ) -> dict[str, Any]:
+    """Fine-tune (cached) and return CACC and ASR with the planted triggers. The protocol of
+    tests/test_evaluate.py's MiniLM test (lr 1e-4, a few hundred steps, 3000 training texts, 300 test texts)."""
     from scanner.datasets import load_task
     from scanner.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
     from scanner.mitigate.purify import adversarial_finetune
 
-    out = CACHE / "ft" / f"{label}-{task}-{ft_steps}"
+    out = CACHE / "ft" / f"{label}-{task}-{ft['steps']}-lr{ft['lr']:g}"
     if not (out / FINETUNE_RECORD).is_file():
         t0 = time.time()
         data = load_task(task, max_train=3000, max_eval=300)
-        cfg = FinetuneConfig(task=task, steps=ft_steps, batch_size=16, max_length=64)
+        cfg = FinetuneConfig(task=task, steps=ft["steps"], lr=ft["lr"], batch_size=16, max_length=64)
         if adversarial is None:
             finetune(model, data, out, cfg, triggers=list(PLANTED))
         else:
@@ -189,9 +191,9 @@ def downstream(label: str, model: Path, task: str, ft_steps: int, adversarial: l
             "seconds": rec["seconds"]}
 
 
-def purify_part(attacks: list[str], steps: int, ft_steps: int) -> dict[str, Any]:
+def purify_part(attacks: list[str], steps: int, ft: dict[str, Any]) -> dict[str, Any]:
     clean = planted("clean")
-    out: dict[str, Any] = {"steps": steps, "ft_steps": ft_steps, "attacks": {}}
+    out: dict[str, Any] = {"steps": steps, "finetune": ft, "attacks": {}}
     out["clean_scan"] = quick_report(clean, "clean_l2").verdict.value
     for attack in attacks:
         suspect = planted(attack)
@@ -209,10 +211,10 @@ def purify_part(attacks: list[str], steps: int, ft_steps: int) -> dict[str, Any]
         recovered = [t.text for t in report.triggers]
         for task in TASKS:
             entry["tasks"][task] = {
-                "clean": downstream("clean", clean, task, ft_steps),
-                "suspect": downstream(attack, suspect, task, ft_steps),
-                "purified": downstream(f"{attack}-purified{steps}", path, task, ft_steps),
-                "adversarial_ft": downstream(f"{attack}-advft", suspect, task, ft_steps, adversarial=recovered),
+                "clean": downstream("clean", clean, task, ft),
+                "suspect": downstream(attack, suspect, task, ft),
+                "purified": downstream(f"{attack}-purified{steps}", path, task, ft),
+                "adversarial_ft": downstream(f"{attack}-advft", suspect, task, ft, adversarial=recovered),
             }
             log(f"{attack} {task}: {json.dumps(entry['tasks'][task])}")
         out["attacks"][attack] = entry
@@ -252,7 +254,8 @@ def main() -> None:
     parser.add_argument("--part", choices=["monitor", "purify", "all", "markdown"], default="all")
     parser.add_argument("--attacks", default="por,neuba")
     parser.add_argument("--steps", type=int, default=300, help="purification steps")
-    parser.add_argument("--ft-steps", type=int, default=200, help="downstream fine-tuning steps")
+    parser.add_argument("--ft-steps", type=int, default=250, help="downstream fine-tuning steps")
+    parser.add_argument("--ft-lr", type=float, default=1e-4, help="downstream fine-tuning lr (encoder)")
     parser.add_argument("--limit", type=int, default=3000, help="texts per task for the monitor")
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -260,8 +263,9 @@ def main() -> None:
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                "gpu": torch.cuda.is_available()}
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    ft = {"steps": args.ft_steps, "lr": args.ft_lr}
     for part, run in (("monitor", lambda: monitor_part(args.limit)),
-                      ("purify", lambda: purify_part(args.attacks.split(","), args.steps, args.ft_steps))):
+                      ("purify", lambda: purify_part(args.attacks.split(","), args.steps, ft))):
         if args.part in (part, "all"):
             path = RESULTS / f"mitigation_{part}.json"
             result = {"machine": machine, **run()}
