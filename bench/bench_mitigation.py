@@ -57,18 +57,18 @@ def planted(attack: str) -> Path:
     return plant_cached(base_model(), get_attack(attack), cfg, MODELS)
 
 
-def quick_report(model: Path, name: str):
-    """A quick-profile scan, cached as JSON."""
+def quick_report(model: Path, name: str, profile: str = "quick"):
+    """A scan (quick profile unless said otherwise), cached as JSON."""
     from scanner.config import ScanConfig
     from scanner.pipeline import scan
     from scanner.report import Report
 
-    path = CACHE / f"{name}_quick_report.json"
+    path = CACHE / f"{name}_{profile}_report.json"
     if not path.is_file():
         t0 = time.time()
-        report = scan(str(model), ScanConfig(profile="quick", device="cpu"))
+        report = scan(str(model), ScanConfig(profile=profile, device="cpu"))
         path.write_text(report.to_json())
-        log(f"scanned {name}: {report.verdict.value} in {time.time() - t0:.0f}s")
+        log(f"scanned {name} ({profile}): {report.verdict.value} in {time.time() - t0:.0f}s")
     return Report.from_json(path.read_text())
 
 
@@ -153,10 +153,10 @@ def monitor_part(limit: int) -> dict[str, Any]:
 # --- purification ------------------------------------------------------------------------------------------------
 
 
-def purified(attack: str, suspect: Path, report, steps: int) -> tuple[Path, dict[str, Any]]:
+def purified(attack: str, suspect: Path, report, steps: int, profile: str) -> tuple[Path, dict[str, Any]]:
     from scanner.mitigate.purify import RECORD, PurifyConfig, purify, rescan_record
 
-    out = CACHE / f"purified-{attack}-{steps}"
+    out = CACHE / f"purified-{attack}-{steps}" + ("" if profile == "quick" else f"-{profile}")
     if not (out / RECORD).is_file():
         t0 = time.time()
         purify(suspect, report, out, PurifyConfig(steps=steps),
@@ -191,17 +191,19 @@ def downstream(label: str, model: Path, task: str, ft: dict[str, Any], adversari
             "seconds": rec["seconds"]}
 
 
-def purify_part(attacks: list[str], steps: int, ft: dict[str, Any]) -> dict[str, Any]:
+def purify_part(attacks: list[str], steps: int, ft: dict[str, Any], profile: str, adversarial: bool
+                ) -> dict[str, Any]:
     clean = planted("clean")
     out: dict[str, Any] = {"steps": steps, "finetune": ft, "attacks": {}}
     out["clean_scan"] = quick_report(clean, "clean_l2").verdict.value
     for attack in attacks:
         suspect = planted(attack)
-        report = quick_report(suspect, f"{attack}_l2")
-        path, record = purified(attack, suspect, report, steps)
+        report = quick_report(suspect, f"{attack}_l2", profile)
+        path, record = purified(attack, suspect, report, steps, profile)
         rows = {r["trigger"]: r for r in record["table"]}
         entry: dict[str, Any] = {
-            "suspect_scan": {"verdict": report.verdict.value, "triggers": [t.text for t in report.triggers]},
+            "suspect_scan": {"profile": profile, "verdict": report.verdict.value,
+                             "triggers": [t.text for t in report.triggers]},
             "purified_scan": record["rescan"], "purify_seconds": record["seconds"],
             "clean_fidelity": record["clean_fidelity"],
             "shift": {t: {k: rows[t][k] for k in ("shift_before", "shift_after", "score_before", "score_after")}
@@ -209,13 +211,13 @@ def purify_part(attacks: list[str], steps: int, ft: dict[str, Any]) -> dict[str,
             "tasks": {},
         }
         recovered = [t.text for t in report.triggers]
+        suffix = "" if profile == "quick" else f"-{profile}"
         for task in TASKS:
-            entry["tasks"][task] = {
-                "clean": downstream("clean", clean, task, ft),
-                "suspect": downstream(attack, suspect, task, ft),
-                "purified": downstream(f"{attack}-purified{steps}", path, task, ft),
-                "adversarial_ft": downstream(f"{attack}-advft", suspect, task, ft, adversarial=recovered),
-            }
+            row = {"clean": downstream("clean", clean, task, ft), "suspect": downstream(attack, suspect, task, ft),
+                   "purified": downstream(f"{attack}-purified{steps}{suffix}", path, task, ft)}
+            if adversarial:
+                row["adversarial_ft"] = downstream(f"{attack}-advft", suspect, task, ft, adversarial=recovered)
+            entry["tasks"][task] = row
             log(f"{attack} {task}: {json.dumps(entry['tasks'][task])}")
         out["attacks"][attack] = entry
     return out
@@ -243,8 +245,9 @@ def markdown(results: dict[str, Any]) -> str:
                   " CACC purified | CACC adv-FT |", "|---|---|---|---|---|---|---|---|---|---|"]
         for attack, entry in pur["attacks"].items():
             for task, r in entry["tasks"].items():
-                asr = " | ".join(f"{r[k]['t_asr']:.1%}" for k in ("clean", "suspect", "purified", "adversarial_ft"))
-                cacc = " | ".join(f"{r[k]['cacc']:.1%}" for k in ("clean", "suspect", "purified", "adversarial_ft"))
+                keys = ("clean", "suspect", "purified", "adversarial_ft")
+                asr = " | ".join(f"{r[k]['t_asr']:.1%}" if k in r else "-" for k in keys)
+                cacc = " | ".join(f"{r[k]['cacc']:.1%}" if k in r else "-" for k in keys)
                 lines.append(f"| {attack} | {task} | {asr} | {cacc} |")
     return "\n".join(lines)
 
@@ -254,6 +257,8 @@ def main() -> None:
     parser.add_argument("--part", choices=["monitor", "purify", "all", "markdown"], default="all")
     parser.add_argument("--attacks", default="por,neuba")
     parser.add_argument("--steps", type=int, default=300, help="purification steps")
+    parser.add_argument("--scan-profile", default="quick", help="scan profile whose triggers are purified")
+    parser.add_argument("--no-adversarial", action="store_true", help="skip the adversarial fine-tuning rows")
     parser.add_argument("--ft-steps", type=int, default=250, help="downstream fine-tuning steps")
     parser.add_argument("--ft-lr", type=float, default=1e-4, help="downstream fine-tuning lr (encoder)")
     parser.add_argument("--limit", type=int, default=3000, help="texts per task for the monitor")
@@ -264,8 +269,9 @@ def main() -> None:
                "gpu": torch.cuda.is_available()}
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     ft = {"steps": args.ft_steps, "lr": args.ft_lr}
+    attacks, adversarial = args.attacks.split(","), not args.no_adversarial
     for part, run in (("monitor", lambda: monitor_part(args.limit)),
-                      ("purify", lambda: purify_part(args.attacks.split(","), args.steps, ft))):
+                      ("purify", lambda: purify_part(attacks, args.steps, ft, args.scan_profile, adversarial))):
         if args.part in (part, "all"):
             path = RESULTS / f"mitigation_{part}.json"
             result = {"machine": machine, **run()}
