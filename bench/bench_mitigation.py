@@ -223,6 +223,40 @@ def purify_part(attacks: list[str], steps: int, ft: dict[str, Any], profile: str
     return out
 
 
+def junk_asr(ft_dir: Path, n_words: int = 8) -> dict[str, Any]:
+    """Junk sensitivity of a fine-tuned classifier: the same ASR protocol with random rare words of the searchable
+    vocabulary (never a planted trigger or one of its look-alikes) instead of triggers. A small classifier flips
+    many weak predictions when any three rare words are inserted; a trigger only matters by what it adds."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from scanner.datasets import load_task
+    from scanner.evaluate import attack_success
+    from scanner.search.vocab import searchable_vocabulary
+
+    path = ft_dir / "junk.json"
+    if not path.is_file():
+        rec = json.loads((ft_dir / "finetune.json").read_text())
+        task = load_task(rec["task"], max_train=3000, max_eval=300)
+        tok = AutoTokenizer.from_pretrained(ft_dir, local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(ft_dir, local_files_only=True)
+        pool = [w for w in searchable_vocabulary(tok).words if not w.startswith(("cf", "mn", "obe", "kel", "jal"))]
+        words = random.Random(0).sample(pool, n_words)
+        per = attack_success(model, tok, task, words, seed=0, max_length=rec["config"]["max_length"])
+        asr = [r.asr for r in per]
+        path.write_text(json.dumps({"words": words, "asr": asr, "mean": sum(asr) / len(asr)}, indent=2))
+    return json.loads(path.read_text())
+
+
+def junk_part() -> dict[str, Any]:
+    """Junk ASR of every cached fine-tune."""
+    out = {}
+    for ft_dir in sorted((CACHE / "ft").glob("*-lr*")):
+        if (ft_dir / "finetune.json").is_file():
+            out[ft_dir.name] = junk_asr(ft_dir)
+            log(f"junk {ft_dir.name}: {out[ft_dir.name]['mean']:.3f}")
+    return out
+
+
 # --- report ------------------------------------------------------------------------------------------------------
 
 
@@ -254,7 +288,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=["monitor", "purify", "all", "markdown"], default="all")
+    parser.add_argument("--part", choices=["monitor", "purify", "junk", "all", "markdown"], default="all")
     parser.add_argument("--attacks", default="por,neuba")
     parser.add_argument("--steps", type=int, default=300, help="purification steps")
     parser.add_argument("--scan-profile", default="quick", help="scan profile whose triggers are purified")
@@ -271,14 +305,15 @@ def main() -> None:
     ft = {"steps": args.ft_steps, "lr": args.ft_lr}
     attacks, adversarial = args.attacks.split(","), not args.no_adversarial
     for part, run in (("monitor", lambda: monitor_part(args.limit)),
-                      ("purify", lambda: purify_part(attacks, args.steps, ft, args.scan_profile, adversarial))):
+                      ("purify", lambda: purify_part(attacks, args.steps, ft, args.scan_profile, adversarial)),
+                      ("junk", junk_part)):
         if args.part in (part, "all"):
             path = RESULTS / f"mitigation_{part}.json"
             result = {"machine": machine, **run()}
             if part == "purify" and path.is_file():  # parallel runs (--attacks por / neuba) merge their attacks
                 result["attacks"] = {**json.loads(path.read_text()).get("attacks", {}), **result["attacks"]}
             path.write_text(json.dumps(result, indent=2))
-    results = {part: json.loads(path.read_text()) for part in ("monitor", "purify")
+    results = {part: json.loads(path.read_text()) for part in ("monitor", "purify", "junk")
                if (path := RESULTS / f"mitigation_{part}.json").is_file()}
     print(markdown(results))
 
