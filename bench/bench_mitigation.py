@@ -168,31 +168,50 @@ def purified(attack: str, suspect: Path, report, steps: int, profile: str) -> tu
     return out, record
 
 
-def downstream(label: str, model: Path, task: str, ft: dict[str, Any], adversarial: list[str] | None = None
-               ) -> dict[str, Any]:
+def downstream(label: str, model: Path, task: str, ft: dict[str, Any], adversarial: list[str] | None = None,
+               seed: int = 0) -> dict[str, Any]:
     """Fine-tune (cached) and return CACC and ASR with the planted triggers. The protocol of
     tests/test_evaluate.py's MiniLM test (lr 1e-4, a few hundred steps, 3000 training texts, 300 test texts)."""
     from scanner.datasets import load_task
     from scanner.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
     from scanner.mitigate.purify import adversarial_finetune
 
-    out = CACHE / "ft" / f"{label}-{task}-{ft['steps']}-lr{ft['lr']:g}"
+    out = CACHE / "ft" / (f"{label}-{task}-{ft['steps']}-lr{ft['lr']:g}" + (f"-s{seed}" if seed else ""))
     if not (out / FINETUNE_RECORD).is_file():
         t0 = time.time()
         data = load_task(task, max_train=3000, max_eval=300)
-        cfg = FinetuneConfig(task=task, steps=ft["steps"], lr=ft["lr"], batch_size=16, max_length=64)
+        cfg = FinetuneConfig(task=task, steps=ft["steps"], lr=ft["lr"], batch_size=16, max_length=64, seed=seed)
         if adversarial is None:
             finetune(model, data, out, cfg, triggers=list(PLANTED))
         else:
             adversarial_finetune(model, data, out, cfg, triggers=adversarial, eval_triggers=list(PLANTED))
-        log(f"fine-tuned {label} on {task} in {time.time() - t0:.0f}s")
+        log(f"fine-tuned {label} on {task} (seed {seed}) in {time.time() - t0:.0f}s")
     rec = json.loads((out / FINETUNE_RECORD).read_text())
     return {"cacc": rec["cacc"], "t_asr": rec["t_asr"], "asr": {r["trigger"]: r["asr"] for r in rec["per_trigger"]},
-            "seconds": rec["seconds"]}
+            "junk_asr": junk_asr(out)["mean"], "seconds": rec["seconds"]}
 
 
-def purify_part(attacks: list[str], steps: int, ft: dict[str, Any], profile: str, adversarial: bool
-                ) -> dict[str, Any]:
+def over_seeds(seeds: list[int], *args: Any, **kwargs: Any) -> dict[str, Any]:
+    """downstream() for each fine-tuning seed: means, standard deviations and the runs."""
+    runs = [downstream(*args, **kwargs, seed=seed) for seed in seeds]
+
+    def mean(xs: list[float]) -> float:
+        return sum(xs) / len(xs)
+
+    def sd(xs: list[float]) -> float:
+        return (sum((x - mean(xs)) ** 2 for x in xs) / max(len(xs) - 1, 1)) ** 0.5
+
+    out: dict[str, Any] = {"seeds": seeds}
+    for key in ("cacc", "t_asr", "junk_asr"):
+        vals = [r[key] for r in runs]
+        out[key], out[f"{key}_sd"] = mean(vals), sd(vals)
+    out["asr"] = {t: mean([r["asr"][t] for r in runs]) for t in runs[0]["asr"]}
+    out["runs"] = runs
+    return out
+
+
+def purify_part(attacks: list[str], steps: int, ft: dict[str, Any], profile: str, adversarial: bool,
+                seeds: list[int]) -> dict[str, Any]:
     clean = planted("clean")
     out: dict[str, Any] = {"steps": steps, "finetune": ft, "attacks": {}}
     out["clean_scan"] = quick_report(clean, "clean_l2").verdict.value
@@ -213,12 +232,14 @@ def purify_part(attacks: list[str], steps: int, ft: dict[str, Any], profile: str
         recovered = [t.text for t in report.triggers]
         suffix = "" if profile == "quick" else f"-{profile}"
         for task in TASKS:
-            row = {"clean": downstream("clean", clean, task, ft), "suspect": downstream(attack, suspect, task, ft),
-                   "purified": downstream(f"{attack}-purified{steps}{suffix}", path, task, ft)}
+            row = {"clean": over_seeds(seeds, "clean", clean, task, ft),
+                   "suspect": over_seeds(seeds, attack, suspect, task, ft),
+                   "purified": over_seeds(seeds, f"{attack}-purified{steps}{suffix}", path, task, ft)}
             if adversarial:
-                row["adversarial_ft"] = downstream(f"{attack}-advft", suspect, task, ft, adversarial=recovered)
+                row["adversarial_ft"] = over_seeds(seeds, f"{attack}-advft", suspect, task, ft, adversarial=recovered)
             entry["tasks"][task] = row
-            log(f"{attack} {task}: {json.dumps(entry['tasks'][task])}")
+            log(f"{attack} {task}: " + json.dumps({k: (round(v["cacc"], 3), round(v["t_asr"], 3))
+                                                    for k, v in row.items()}))
         out["attacks"][attack] = entry
     return out
 
@@ -260,6 +281,11 @@ def junk_part() -> dict[str, Any]:
 # --- report ------------------------------------------------------------------------------------------------------
 
 
+def _pm(row: dict[str, Any], key: str) -> str:
+    """mean ± sd in points."""
+    return f"{100 * row[key]:.1f} ± {100 * row.get(key + '_sd', 0.0):.1f}"
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = []
     mon = results.get("monitor")
@@ -280,8 +306,8 @@ def markdown(results: dict[str, Any]) -> str:
         for attack, entry in pur["attacks"].items():
             for task, r in entry["tasks"].items():
                 keys = ("clean", "suspect", "purified", "adversarial_ft")
-                asr = " | ".join(f"{r[k]['t_asr']:.1%}" if k in r else "-" for k in keys)
-                cacc = " | ".join(f"{r[k]['cacc']:.1%}" if k in r else "-" for k in keys)
+                asr = " | ".join(_pm(r[k], "t_asr") if k in r else "-" for k in keys)
+                cacc = " | ".join(_pm(r[k], "cacc") if k in r else "-" for k in keys)
                 lines.append(f"| {attack} | {task} | {asr} | {cacc} |")
     return "\n".join(lines)
 
@@ -295,6 +321,7 @@ def main() -> None:
     parser.add_argument("--no-adversarial", action="store_true", help="skip the adversarial fine-tuning rows")
     parser.add_argument("--ft-steps", type=int, default=250, help="downstream fine-tuning steps")
     parser.add_argument("--ft-lr", type=float, default=1e-4, help="downstream fine-tuning lr (encoder)")
+    parser.add_argument("--ft-seeds", default="0,1,2", help="fine-tuning seeds (results are means over them)")
     parser.add_argument("--limit", type=int, default=3000, help="texts per task for the monitor")
     args = parser.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -304,8 +331,9 @@ def main() -> None:
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     ft = {"steps": args.ft_steps, "lr": args.ft_lr}
     attacks, adversarial = args.attacks.split(","), not args.no_adversarial
+    seeds = [int(x) for x in args.ft_seeds.split(",")]
     for part, run in (("monitor", lambda: monitor_part(args.limit)),
-                      ("purify", lambda: purify_part(attacks, args.steps, ft, args.scan_profile, adversarial)),
+                      ("purify", lambda: purify_part(attacks, args.steps, ft, args.scan_profile, adversarial, seeds)),
                       ("junk", junk_part)):
         if args.part in (part, "all"):
             path = RESULTS / f"mitigation_{part}.json"
