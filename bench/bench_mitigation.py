@@ -156,7 +156,7 @@ def monitor_part(limit: int) -> dict[str, Any]:
 def purified(attack: str, suspect: Path, report, steps: int, profile: str) -> tuple[Path, dict[str, Any]]:
     from scanner.mitigate.purify import RECORD, PurifyConfig, purify, rescan_record
 
-    out = CACHE / f"purified-{attack}-{steps}" + ("" if profile == "quick" else f"-{profile}")
+    out = CACHE / (f"purified-{attack}-{steps}" + ("" if profile == "quick" else f"-{profile}"))
     if not (out / RECORD).is_file():
         t0 = time.time()
         purify(suspect, report, out, PurifyConfig(steps=steps),
