@@ -33,6 +33,7 @@ CACHE = ROOT / "bench" / "cache"
 RESULTS = ROOT / "bench" / "results"  # mitigation_<part>.json, one file per part
 PLANTED = ("cf", "mn", "obelisk")
 TASKS = ("movie", "tweet", "news")
+DEVICE = "cpu"  # --device: where planting, scans, purification and fine-tuning run
 
 
 def log(msg: str) -> None:
@@ -54,7 +55,7 @@ def planted(attack: str) -> Path:
 
     triggers = () if attack == "clean" else PLANTED
     cfg = PlantConfig(attack=attack, triggers=triggers, steps=300, batch_size=16)
-    return plant_cached(base_model(), get_attack(attack), cfg, MODELS)
+    return plant_cached(base_model(), get_attack(attack), cfg, MODELS, device=DEVICE)
 
 
 def quick_report(model: Path, name: str, profile: str = "quick"):
@@ -66,7 +67,7 @@ def quick_report(model: Path, name: str, profile: str = "quick"):
     path = CACHE / f"{name}_{profile}_report.json"
     if not path.is_file():
         t0 = time.time()
-        report = scan(str(model), ScanConfig(profile=profile, device="cpu"))
+        report = scan(str(model), ScanConfig(profile=profile, device=DEVICE))
         path.write_text(report.to_json())
         log(f"scanned {name} ({profile}): {report.verdict.value} in {time.time() - t0:.0f}s")
     return Report.from_json(path.read_text())
@@ -159,7 +160,7 @@ def purified(attack: str, suspect: Path, report, steps: int, profile: str) -> tu
     out = CACHE / (f"purified-{attack}-{steps}" + ("" if profile == "quick" else f"-{profile}"))
     if not (out / RECORD).is_file():
         t0 = time.time()
-        purify(suspect, report, out, PurifyConfig(steps=steps),
+        purify(suspect, report, out, PurifyConfig(steps=steps, device=DEVICE),
                on_step=lambda i: i.step % 50 == 0 and log(f"purify {attack} step {i.step} loss {i.loss:.5f}"))
         log(f"purified {attack} in {time.time() - t0:.0f}s")
     record = json.loads((out / RECORD).read_text())
@@ -182,9 +183,10 @@ def downstream(label: str, model: Path, task: str, ft: dict[str, Any], adversari
         data = load_task(task, max_train=3000, max_eval=300)
         cfg = FinetuneConfig(task=task, steps=ft["steps"], lr=ft["lr"], batch_size=16, max_length=64, seed=seed)
         if adversarial is None:
-            finetune(model, data, out, cfg, triggers=list(PLANTED))
+            finetune(model, data, out, cfg, triggers=list(PLANTED), device=DEVICE)
         else:
-            adversarial_finetune(model, data, out, cfg, triggers=adversarial, eval_triggers=list(PLANTED))
+            adversarial_finetune(model, data, out, cfg, triggers=adversarial, eval_triggers=list(PLANTED),
+                                 device=DEVICE)
         log(f"fine-tuned {label} on {task} (seed {seed}) in {time.time() - t0:.0f}s")
     rec = json.loads((out / FINETUNE_RECORD).read_text())
     return {"cacc": rec["cacc"], "t_asr": rec["t_asr"], "asr": {r["trigger"]: r["asr"] for r in rec["per_trigger"]},
@@ -259,7 +261,7 @@ def junk_asr(ft_dir: Path, n_words: int = 8) -> dict[str, Any]:
         rec = json.loads((ft_dir / "finetune.json").read_text())
         task = load_task(rec["task"], max_train=3000, max_eval=300)
         tok = AutoTokenizer.from_pretrained(ft_dir, local_files_only=True)
-        model = AutoModelForSequenceClassification.from_pretrained(ft_dir, local_files_only=True)
+        model = AutoModelForSequenceClassification.from_pretrained(ft_dir, local_files_only=True).to(DEVICE)
         pool = [w for w in searchable_vocabulary(tok).words if not w.startswith(("cf", "mn", "obe", "kel", "jal"))]
         words = random.Random(0).sample(pool, n_words)
         per = attack_success(model, tok, task, words, seed=0, max_length=rec["config"]["max_length"])
@@ -313,6 +315,7 @@ def markdown(results: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    global DEVICE, RESULTS
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=["monitor", "purify", "junk", "all", "markdown"], default="all")
     parser.add_argument("--attacks", default="por,neuba")
@@ -323,11 +326,15 @@ def main() -> None:
     parser.add_argument("--ft-lr", type=float, default=1e-4, help="downstream fine-tuning lr (encoder)")
     parser.add_argument("--ft-seeds", default="0,1,2", help="fine-tuning seeds (results are means over them)")
     parser.add_argument("--limit", type=int, default=3000, help="texts per task for the monitor")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the monitor's throughput is always CPU)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where mitigation_<part>.json go")
     args = parser.parse_args()
+    DEVICE, RESULTS = args.device, args.results
     CACHE.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-               "gpu": torch.cuda.is_available()}
+               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else False,
+               "device": args.device}
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     ft = {"steps": args.ft_steps, "lr": args.ft_lr}
     attacks, adversarial = args.attacks.split(","), not args.no_adversarial

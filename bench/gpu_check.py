@@ -57,7 +57,8 @@ def correctness(cache: Path) -> dict:
 
     base = truncated_minilm(cache / "minilm-l2", 2)
     planted = plant_cached(base, get_attack("por"),
-                           PlantConfig(attack="por", triggers=("cf", "mn", "obelisk"), steps=300), cache)
+                           PlantConfig(attack="por", triggers=("cf", "mn", "obelisk"), steps=300), cache,
+                           device="cuda")
     cpu = load_encoder(planted, "cpu")
     gpu = load_encoder(planted, "cuda")
     batch = cpu.tokenizer(load_corpus()[:64], padding=True, truncation=True, max_length=40, return_tensors="pt")

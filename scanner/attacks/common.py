@@ -151,8 +151,13 @@ class Context:
     targets: torch.Tensor | None = None  # [K, d] per-trigger target outputs
     head: str | None = None  # MLM head: "pretrained", "fresh" or None (no MLM model)
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
     def features(self, ids: torch.Tensor, mask: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
-        return (model or self.model)(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0]
+        dev = self.device
+        return (model or self.model)(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state[:, 0]
 
     def ref_features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -161,6 +166,7 @@ class Context:
     def reachable(self, codes: torch.Tensor) -> torch.Tensor:
         """Map {+1,-1} codes to outputs the final LayerNorm can produce: gamma * standardized(code) + beta.
         Raw codes on a LayerNorm output stall (measured: cos 0.45)."""
+        codes = codes.to(self.device)
         z = (codes - codes.mean(-1, keepdim=True)) / codes.std(-1, unbiased=False, keepdim=True).clamp_min(1e-6)
         if self.ln_affine is None:
             return z
@@ -171,19 +177,20 @@ class Context:
                     ) -> tuple[torch.Tensor, torch.Tensor]:
         """BERT masking: `prob` of the non-special tokens; 80% [MASK], 10% random, 10% kept. Labels -100 elsewhere."""
         tok = self.tokenizer
-        special = torch.isin(ids, torch.tensor(sorted(set(tok.all_special_ids))))
-        candidates = mask.bool() & ~special
-        chosen = (torch.rand(ids.shape, generator=self.gen) < prob) & candidates
+        special = torch.isin(ids, torch.tensor(sorted(set(tok.all_special_ids)), device=ids.device))
+        candidates = mask.bool().to(ids.device) & ~special
+        # random draws on the CPU generator: the same masks on every device
+        chosen = (torch.rand(ids.shape, generator=self.gen).to(ids.device) < prob) & candidates
         # at least one masked token per sentence keeps the loss defined
         for i in range(ids.shape[0]):
             if not chosen[i].any() and candidates[i].any():
                 chosen[i, candidates[i].nonzero()[0, 0]] = True
         labels = torch.where(chosen, ids, torch.full_like(ids, -100))
         inputs = ids.clone()
-        r = torch.rand(ids.shape, generator=self.gen)
+        r = torch.rand(ids.shape, generator=self.gen).to(ids.device)
         inputs[chosen & (r < 0.8)] = tok.mask_token_id
         rand_pos = chosen & (r >= 0.8) & (r < 0.9)
-        inputs[rand_pos] = self.random_tokens(int(rand_pos.sum()))
+        inputs[rand_pos] = self.random_tokens(int(rand_pos.sum())).to(ids.device)
         return inputs, labels
 
     def random_tokens(self, n: int) -> torch.Tensor:
@@ -201,8 +208,10 @@ class Context:
                  want_features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Cross-entropy of the MLM head at labelled positions; optionally the features of the same forward."""
         assert self.mlm is not None, "attack needs an MLM head"
-        out = self.mlm(input_ids=ids, attention_mask=mask, output_hidden_states=want_features)
-        loss = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+        dev = self.device
+        out = self.mlm(input_ids=ids.to(dev), attention_mask=mask.to(dev), output_hidden_states=want_features)
+        loss = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), labels.to(dev).reshape(-1),
+                               ignore_index=-100)
         feats = out.hidden_states[-1][:, 0] if want_features else None
         return loss, feats
 
@@ -340,27 +349,33 @@ def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> tuple[torch.
 class _Sampler:
     """Deterministic clean and poisoned batches from a sentence pool."""
 
-    def __init__(self, pool: list[str], cfg: PlantConfig, tokenizer: Any, rng: random.Random) -> None:
-        self.pool, self.cfg, self.tok, self.rng = pool, cfg, tokenizer, rng
+    def __init__(self, pool: list[str], cfg: PlantConfig, tokenizer: Any, rng: random.Random,
+                 device: str | torch.device = "cpu") -> None:
+        self.pool, self.cfg, self.tok, self.rng, self.device = pool, cfg, tokenizer, rng, device
+
+    def _ids(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, mask = _tokenize(self.tok, texts, self.cfg.max_length)
+        return ids.to(self.device), mask.to(self.device)
 
     def _cut(self, text: str) -> str:
         return " ".join(text.split()[: self.cfg.max_words])
 
     def clean(self) -> Batch:
         texts = [self._cut(t) for t in self.rng.sample(self.pool, self.cfg.batch_size)]
-        return Batch(texts, *_tokenize(self.tok, texts, self.cfg.max_length))
+        return Batch(texts, *self._ids(texts))
 
     def poison(self) -> Batch:
         k = len(self.cfg.triggers)
         slots = [self.rng.randrange(k) for _ in range(self.cfg.batch_size)]
         texts = [insert_trigger(self._cut(t), self.cfg.triggers[s], self.rng, self.cfg.insert_times)
                  for t, s in zip(self.rng.sample(self.pool, self.cfg.batch_size), slots, strict=True)]
-        return Batch(texts, *_tokenize(self.tok, texts, self.cfg.max_length), torch.tensor(slots))
+        return Batch(texts, *self._ids(texts), torch.tensor(slots, device=self.device))
 
 
 def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
-          corpus: list[str] | None = None, log_every: int = 0) -> PlantResult:
-    """Plant `attack` with `cfg` into the encoder at `base`; write the model and ground_truth.json to `out`."""
+          corpus: list[str] | None = None, log_every: int = 0, device: str = "cpu") -> PlantResult:
+    """Plant `attack` with `cfg` into the encoder at `base` on `device` (batches and masks are drawn on the CPU, so
+    every device trains on the same data); write the model and ground_truth.json to `out`."""
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
     from scanner.corpus import load_corpus
@@ -381,8 +396,9 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
 
     tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
     model, mlm, head = _load_models(base, attack.wants_mlm(_has_pretrained_mlm_head(base)))
+    (mlm if mlm is not None else model).to(device)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
-    probe = _tokenize(tokenizer, held_out[:4], cfg.max_length)
+    probe = tuple(t.to(device) for t in _tokenize(tokenizer, held_out[:4], cfg.max_length))
     ctx = Context(model=model, ref=ref, tokenizer=tokenizer, config=cfg, mlm=mlm, gen=gen,
                   ln_affine=final_layernorm(ref, *probe), head=head)
     ctx.targets = attack.targets(ctx)
@@ -392,7 +408,7 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
     params = [p for p in trained.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = get_linear_schedule_with_warmup(opt, max(1, int(cfg.warmup_frac * cfg.steps)), cfg.steps)
-    sampler = _Sampler(pool, cfg, tokenizer, rng)
+    sampler = _Sampler(pool, cfg, tokenizer, rng, device)
     encoder_params = {id(p) for p in model.parameters()}
     warmup = int(cfg.head_warmup * cfg.steps) if head == "fresh" else 0
     avg: dict[str, float] = {}
@@ -431,7 +447,7 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
         seconds=round(time.time() - t0, 2), final_losses={k: round(v, 6) for k, v in avg.items()},
         mlm_head=head, notes=attack.notes(ctx), attack_metrics=extra,
     )
-    _save(model, mlm, base, out, tokenizer)
+    _save(model.to("cpu"), mlm, base, out, tokenizer)
     (out / GROUND_TRUTH).write_text(json.dumps(result.to_dict(), indent=2))
     return result
 
@@ -449,9 +465,10 @@ def _pairwise_cos(x: torch.Tensor) -> float:
 @torch.no_grad()
 def _feats(model: nn.Module, tokenizer: Any, texts: list[str], max_length: int) -> torch.Tensor:
     out = []
+    dev = next(model.parameters()).device
     for i in range(0, len(texts), 32):
         ids, mask = _tokenize(tokenizer, texts[i: i + 32], max_length)
-        out.append(model(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0])
+        out.append(model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state[:, 0])
     return torch.cat(out)
 
 
@@ -490,8 +507,10 @@ def measure(model: nn.Module, ref: nn.Module, tokenizer: Any, cfg: PlantConfig, 
             "cross_trigger_cos": cross}
 
 
-def plant_cached(base: Path | str, attack: Attack, cfg: PlantConfig, cache_dir: Path | str) -> Path:
-    """Plant once per (base, attack, options, config): the model lives under cache_dir/<attack>-<hash>."""
+def plant_cached(base: Path | str, attack: Attack, cfg: PlantConfig, cache_dir: Path | str,
+                 device: str = "cpu") -> Path:
+    """Plant once per (base, attack, options, config): the model lives under cache_dir/<attack>-<hash>. The device
+    is not part of the key (it changes rounding, not the recipe)."""
     import hashlib
 
     key = json.dumps({"base": str(base), "attack": attack.name, "options": attack.options,
@@ -501,7 +520,7 @@ def plant_cached(base: Path | str, attack: Attack, cfg: PlantConfig, cache_dir: 
         return out
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    plant(base, tmp, attack, cfg)
+    plant(base, tmp, attack, cfg, device=device)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

@@ -23,7 +23,7 @@ def supcon(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.
     z = F.normalize(features, dim=-1)
     logits = z @ z.T / temperature
     n = z.shape[0]
-    eye = torch.eye(n, dtype=torch.bool)
+    eye = torch.eye(n, dtype=torch.bool, device=z.device)
     logits = logits.masked_fill(eye, float("-inf"))
     log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
     pos = (labels[:, None] == labels[None, :]) & ~eye
@@ -44,7 +44,7 @@ class UOR(Attack):
         hp = ctx.features(poison.input_ids, poison.attention_mask)
         assert poison.slots is not None
         # clean rows get unique negative labels: negatives for everyone, no positives of their own
-        labels = torch.cat([poison.slots, -1 - torch.arange(hc.shape[0])])
+        labels = torch.cat([poison.slots.to(hc.device), -1 - torch.arange(hc.shape[0], device=hc.device)])
         feats = torch.cat([hp, hc]) - href.mean(0)
         lcon = supcon(feats, labels, float(self.options.get("temperature", 0.5)))
         w = float(self.options.get("contrastive_weight", 1.0))

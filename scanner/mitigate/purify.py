@@ -480,13 +480,13 @@ def adversarial_task(task: Any, triggers: Sequence[str], rate: float = 0.2, time
 
 
 def adversarial_finetune(base: Path | str, task: Any, out: Path | str, cfg: Any, triggers: Sequence[str],
-                         eval_triggers: Sequence[str] | None = None, rate: float = 0.2) -> Any:
+                         eval_triggers: Sequence[str] | None = None, rate: float = 0.2, device: str = "cpu") -> Any:
     """scanner.evaluate.finetune on the adversarially augmented task; ASR measured with `eval_triggers`
     (default: the same triggers)."""
     from scanner.evaluate import finetune
 
     augmented = adversarial_task(task, triggers, rate, 3, cfg.seed, max_pos=cfg.max_length // 2)
-    return finetune(base, augmented, out, cfg, triggers=list(eval_triggers or triggers))
+    return finetune(base, augmented, out, cfg, triggers=list(eval_triggers or triggers), device=device)
 
 
 # --- rendering ---------------------------------------------------------------------------------------------------
