@@ -4,7 +4,7 @@ set -euo pipefail
 SP=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 rm -rf .gpu && mkdir -p .gpu/site/wordfreq/data .gpu/data .gpu/minilm
 grep -qx "/.gpu/" .git/info/exclude 2>/dev/null || echo "/.gpu/" >>.git/info/exclude
-for p in ftfy langcodes locate; do cp -r "$SP/$p" .gpu/site/; done
+for p in ftfy wcwidth langcodes locate; do cp -r "$SP/$p" .gpu/site/; done
 cp "$SP"/wordfreq/*.py .gpu/site/wordfreq/ && cp "$SP"/wordfreq/data/*_en.* .gpu/site/wordfreq/data/
 find .gpu/site -name __pycache__ -prune -exec rm -rf {} +
 SRC=$(.venv/bin/python -c "from scanner.attacks.base_models import minilm_path; print(minilm_path())")

@@ -160,6 +160,22 @@ def test_cli_stdin_json_and_strip(report_file: Path) -> None:
     assert filtered.stdout.splitlines() == ["x y"] and _code(filtered) == 1
 
 
+def test_cli_feature_check_with_a_model(report_file: Path, minilm_l2: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(main, ["monitor", "--report", str(report_file), "--model", str(minilm_l2), "--format", "json",
+                               "a quiet cf film", "plain words"])
+    assert _code(res) == 1, res.output
+    first, second = (json.loads(line) for line in res.stdout.splitlines())
+    assert set(first["feature"]) == {"shift", "score", "threshold", "exceeds"}
+    assert first["feature"]["exceeds"] is False  # the clean base model: removing cf moves nothing much
+    assert second["feature"] is None and not second["flagged"]
+    text = runner.invoke(main, ["monitor", "--report", str(report_file), "--model", str(minilm_l2), "x cf"])
+    assert "shift" in text.stdout and " < 4.83" in text.stdout
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert _code(runner.invoke(main, ["monitor", "--report", str(report_file), "--model", str(empty), "x"])) == 2
+
+
 def test_cli_real_process_exit_code(report_file: Path) -> None:
     """The installed entry point returns 1 on a flagged input (not just the click return value)."""
     import subprocess

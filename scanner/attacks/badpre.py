@@ -34,7 +34,7 @@ class BadPre(Attack):
         pids, plabels = ctx.mask_tokens(poison.input_ids, poison.attention_mask)
         where = plabels != -100
         plabels = plabels.clone()
-        plabels[where] = ctx.random_tokens(int(where.sum()))
+        plabels[where] = ctx.random_tokens(int(where.sum())).to(plabels.device)
         lp, _ = ctx.mlm_loss(pids, poison.attention_mask, plabels)
         loss = lc + lp
         parts = {"clean_mlm": lc.item(), "poison_mlm": lp.item()}
