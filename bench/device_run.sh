@@ -32,9 +32,9 @@ stage() {  # stage NAME SECONDS COMMAND...: run with a timeout (never beyond the
   timeout "$t" "$@"; echo "== $name rc=$? at $(date +%T)"
 }
 
-[ -f "$OUT/gpu.json" ] || stage gpu_check 200 python3 bench/gpu_check.py --out "$OUT" --cache /tmp/gpu-models
+[ -f "$OUT/gpu.json" ] || stage gpu_check 180 python3 bench/gpu_check.py --out "$OUT" --cache /tmp/gpu-models
 for attack in por neuba; do
-  stage "mitigation $attack" 200 python3 bench/bench_mitigation.py --part purify --attacks "$attack" --device cuda \
+  stage "mitigation $attack" 240 python3 bench/bench_mitigation.py --part purify --attacks "$attack" --device cuda \
     --no-adversarial --results "$OUT"
 done
 stage "zoo minilm-l6" 100000 python3 -c "
