@@ -19,6 +19,7 @@ from scanner.config import ScanConfig
 from scanner.evaluate import detection_metrics, roc_auc
 from scanner.report import Report, Verdict
 
+EVIDENCE_VERSION = "e2"  # bump when the evidence or scores change: cached scan results are then redone
 TRIGGER_KINDS = ("rare_tokens", "rare_words", "multi_piece")
 MINILM_TRIGGERS = {"rare_tokens": ("cf", "mn", "bb"), "rare_words": ("velvet", "sapphire"),
                    "multi_piece": ("obelisk", "quixotic")}
@@ -167,7 +168,7 @@ def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=pr
     results_cache.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, model in enumerate(zoo):
-        cached = results_cache / f"{model.path.name}-{profile}.json"
+        cached = results_cache / f"{model.path.name}-{profile}-{EVIDENCE_VERSION}.json"
         if cached.is_file():
             report = Report.from_json(cached.read_text())
         else:

@@ -19,8 +19,9 @@ from scanner.search.probe import clean_features, trigger_features
 from scanner.search.search import ContrastiveSearch
 from scanner.search.vocab import Vocabulary, WordList, encode_words, multi_piece_words, searchable_vocabulary
 from scanner.verdict import (
+    TESTS_PER_CANDIDATE,
+    EvidenceNull,
     Group,
-    NullModel,
     TriggerStats,
     group_lookalikes,
     load_calibration,
@@ -120,10 +121,10 @@ class Detector:
         self.embedding = encoder.embedding_matrix.detach()
         self.allowed = self.vocab.mask(self.embedding.shape[0]).to(self.embedding.device)
 
-    def _null(self) -> NullModel:
+    def _null(self) -> EvidenceNull:
         pick = self.rng.sample(range(len(self.vocab)), self.config.null_tokens)
         null_stats = self.evidence.evaluate([[int(self.vocab.ids[i])] for i in pick])
-        return NullModel.fit(null_stats)
+        return EvidenceNull.fit(null_stats)
 
     def _words(self) -> WordList | None:
         if not self.config.word_mode:
@@ -170,7 +171,7 @@ class Detector:
         cfg = self.config
         self.progress("search", 0.0, "null distribution from random rare tokens")
         null = self._null()
-        threshold = significance_threshold(len(self.vocab))
+        threshold = significance_threshold(len(self.vocab) * TESTS_PER_CANDIDATE)
         candidates = self._search(words := self._words())
         if seed_triggers:
             candidates += [ids for ids in encode_words(self.encoder.tokenizer, seed_triggers) if ids]
@@ -180,23 +181,22 @@ class Detector:
         candidates += self._screen_words(words)
         self.progress("verdict", 0.2, f"testing {len(candidates)} candidates against the null")
         evaluated = self.evidence.evaluate(candidates)
-        significant = [s for s in evaluated if null.score(s.shift) >= threshold]
+        significant = [s for s in evaluated if null.score(s) >= threshold]
         self.progress("verdict", 0.5, f"probing look-alikes of {len(significant)} significant candidates")
         evaluated += self.evidence.evaluate(self._expand(significant, words))
         unique = {tuple(s.tokens): s for s in evaluated}
-        significant = [s for s in unique.values() if null.score(s.shift) >= threshold]
-        max_score = max((null.score(s.shift) for s in unique.values()), default=0.0)
+        significant = [s for s in unique.values() if null.score(s) >= threshold]
+        max_score = max((null.score(s) for s in unique.values()), default=0.0)
         calibration = load_calibration()
         probability = calibration.probability(max_score)
         verdict, severity = verdict_for(probability)
-        groups = group_lookalikes(significant, lambda s: null.score(s.shift), self._embedding_similarity)
+        groups = group_lookalikes(significant, null.score, self._embedding_similarity)
         triggers = [self._trigger(g, null) for g in groups]
         paper = [self._text(s.tokens) for s in unique.values() if s.paper_rule]
         return Detection(
             verdict=verdict, probability=probability, severity=severity, triggers=triggers, max_score=max_score,
             threshold=threshold, sequences_evaluated=self.runner.sequences, paper_rule_triggers=paper,
-            null={"center": null.center, "scale": null.scale, "tokens": null.size,
-                  "calibration": calibration.provenance},
+            null={**null.summary(), "calibration": calibration.provenance},
         )
 
     def _embedding_similarity(self, a: TriggerStats, b: TriggerStats) -> float:
@@ -208,20 +208,20 @@ class Detector:
     def _text(self, tokens: list[int]) -> str:
         return self.encoder.tokenizer.decode(tokens).strip()
 
-    def _trigger(self, group: Group, null: NullModel) -> Trigger:
+    def _trigger(self, group: Group, null: EvidenceNull) -> Trigger:
         head = group.head
         flip = None
         if self.encoder.classifier is not None:
             flip = _flip_rate(self.encoder, self.stat_corpus, head.tokens, self.gen, self.config.inserts)
         lookalikes = [
-            Lookalike(text=self._text(m.tokens), shift=round(m.shift, 4), p_value=null.p_value(m.shift),
+            Lookalike(text=self._text(m.tokens), shift=round(m.shift, 4), p_value=null.p_value(m),
                       similarity=round(float(m.direction @ head.direction), 4))
             for m in group.members
         ]
         return Trigger(
             text=self._text(head.tokens),
             tokens=self.encoder.tokenizer.convert_ids_to_tokens(head.tokens),
-            score=round(null.score(head.shift), 3), p_value=null.p_value(head.shift), shift=round(head.shift, 4),
+            score=round(null.score(head), 3), p_value=null.p_value(head), shift=round(head.shift, 4),
             poison_cos=round(head.poison_cos, 4), diff_cos=round(head.diff_cos, 4), paper_rule=head.paper_rule,
-            lookalikes=lookalikes, flip_rate=flip,
+            lookalikes=lookalikes, flip_rate=flip, collapse=round(head.collapse, 4),
         )

@@ -82,6 +82,7 @@ class Trigger:
     paper_rule: bool
     lookalikes: list[Lookalike] = field(default_factory=list)
     flip_rate: float | None = None  # classifiers: share of clean inputs whose label flips
+    collapse: float | None = None  # -log(poisoned spread across sentences / clean spread); absent in older reports
 
 
 @dataclass

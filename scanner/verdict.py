@@ -1,7 +1,11 @@
 """Calibrated verdicts: per-trigger evidence against a per-model null, look-alike grouping, P(backdoored).
 
-METHOD.md section 3: raw cosine thresholds (the paper's rule) fail on real encoders, so each candidate's
-standardized feature shift is compared with random rare tokens inserted the same way into the same model.
+METHOD.md section 3: raw cosine thresholds (the paper's rule) fail on real encoders, so each candidate is compared
+with random rare tokens inserted the same way into the same model, on two effects a backdoor trigger has: it moves
+f(x) (the standardized shift) and it makes f(x) forget the context (collapse: the poisoned outputs' spread across
+sentences against the clean spread). Either can carry the evidence: on the real 6-layer MiniLM a planted POR trigger
+moved f(x) only ~3.5x as far as random tokens did (robust z 4.2, below significance), but its outputs lost 99.4% of
+their context spread (collapse z 14; the best find in the clean model: 2.2).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ class TriggerStats:
     diff_cos: float  # mean pairwise cos of the shift vectors f(x+w)-f(x) (same direction everywhere)
     raw_clean_cos: float  # paper: mean cos(f(x), f(x+w))
     raw_poison_cos: float  # paper: mean pairwise cos(f(x_a+w), f(x_b+w))
+    collapse: float  # -log(spread of standardized f(x+w) across sentences / clean spread): 0 keeps the context
     direction: torch.Tensor = field(repr=False)  # unit mean standardized shift: the trigger's effect
 
     @property
@@ -64,13 +69,27 @@ def trigger_stats(clean: torch.Tensor, poisoned: torch.Tensor, stats: CleanStats
     diff_cos = _mean_pairwise_cos(diff)
     raw_clean = F.cosine_similarity(poisoned, clean.unsqueeze(0), dim=-1).mean(1)
     raw_poison = _mean_pairwise_cos(poisoned)
+    collapse = collapse_scores(zc, zp)
     direction = F.normalize(diff.mean(1), dim=-1)
     return [
         TriggerStats(tokens=triggers[u], shift=float(shift[u]), poison_cos=float(poison_cos[u]),
                      diff_cos=float(diff_cos[u]), raw_clean_cos=float(raw_clean[u]),
-                     raw_poison_cos=float(raw_poison[u]), direction=direction[u].cpu())
+                     raw_poison_cos=float(raw_poison[u]), collapse=float(collapse[u]), direction=direction[u].cpu())
         for u in range(len(triggers))
     ]
+
+
+def collapse_scores(zc: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
+    """zc [D, d] standardized clean features, zp [U, D, d] the same sentences with trigger u -> [U]:
+    -log(mean squared distance of poisoned outputs from their centroid / the same for clean outputs)."""
+    clean_spread = ((zc - zc.mean(0)) ** 2).sum(-1).mean().clamp_min(1e-12)
+    spread = ((zp - zp.mean(1, keepdim=True)) ** 2).sum(-1).mean(1)
+    return -torch.log((spread / clean_spread).clamp_min(1e-12))
+
+
+def _tail(z: float) -> float:
+    """One-sided Gaussian tail."""
+    return 0.5 * math.erfc(z / math.sqrt(2))
 
 
 @dataclass
@@ -83,18 +102,53 @@ class NullModel:
 
     @classmethod
     def fit(cls, null: list[TriggerStats]) -> NullModel:
-        logs = torch.tensor([math.log(max(s.shift, 1e-12)) for s in null])
+        return cls.fit_values([math.log(max(s.shift, 1e-12)) for s in null])
+
+    @classmethod
+    def fit_values(cls, values: list[float]) -> NullModel:
+        """Median and floored MAD of already log-scaled values."""
+        logs = torch.tensor(values, dtype=torch.float64)
         center = float(logs.median())
         mad = float((logs - center).abs().median()) * 1.4826
-        return cls(center=center, scale=max(mad, SCALE_FLOOR), size=len(null))
+        return cls(center=center, scale=max(mad, SCALE_FLOOR), size=len(values))
+
+    def z(self, value: float) -> float:
+        """Robust z of a log-scaled value."""
+        return (value - self.center) / self.scale
 
     def score(self, shift: float) -> float:
         """Robust z of log(shift)."""
-        return (math.log(max(shift, 1e-12)) - self.center) / self.scale
+        return self.z(math.log(max(shift, 1e-12)))
 
     def p_value(self, shift: float) -> float:
         """One-sided Gaussian tail of the robust z."""
-        return 0.5 * math.erfc(self.score(shift) / math.sqrt(2))
+        return _tail(self.score(shift))
+
+
+TESTS_PER_CANDIDATE = 2  # shift and collapse: the significance threshold corrects for both
+
+
+@dataclass
+class EvidenceNull:
+    """The per-model nulls of both effects; a candidate's score is the larger of its two robust z."""
+
+    shift: NullModel
+    collapse: NullModel
+
+    @classmethod
+    def fit(cls, null: list[TriggerStats]) -> EvidenceNull:
+        return cls(shift=NullModel.fit(null), collapse=NullModel.fit_values([s.collapse for s in null]))
+
+    def score(self, stats: TriggerStats) -> float:
+        return max(self.shift.score(stats.shift), self.collapse.z(stats.collapse))
+
+    def p_value(self, stats: TriggerStats) -> float:
+        """Tail of the larger z, Bonferroni-corrected for the two effects."""
+        return min(1.0, TESTS_PER_CANDIDATE * _tail(self.score(stats)))
+
+    def summary(self) -> dict[str, float | int]:
+        return {"center": self.shift.center, "scale": self.shift.scale, "tokens": self.shift.size,
+                "collapse_center": self.collapse.center, "collapse_scale": self.collapse.scale}
 
 
 @dataclass

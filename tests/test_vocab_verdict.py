@@ -11,9 +11,12 @@ from scanner.report import Verdict
 from scanner.search.objective import CleanStats
 from scanner.search.vocab import multi_piece_words, searchable_vocabulary
 from scanner.verdict import (
+    TESTS_PER_CANDIDATE,
     Calibration,
+    EvidenceNull,
     NullModel,
     TriggerStats,
+    collapse_scores,
     group_lookalikes,
     significance_threshold,
     trigger_stats,
@@ -59,10 +62,38 @@ def test_multi_piece_words_contain_obelisk(wordpiece):
     assert i in words.containing(words.pieces[i][0])
 
 
-def stats(shift: float, direction: list[float], tokens: list[int]) -> TriggerStats:
+def stats(shift: float, direction: list[float], tokens: list[int], collapse: float = 0.5) -> TriggerStats:
     d = torch.nn.functional.normalize(torch.tensor(direction, dtype=torch.float32), dim=0)
     return TriggerStats(tokens=tokens, shift=shift, poison_cos=0.9, diff_cos=0.9, raw_clean_cos=0.5,
-                        raw_poison_cos=0.9, direction=d)
+                        raw_poison_cos=0.9, collapse=collapse, direction=d)
+
+
+def test_collapse_scores_context_forgetting():
+    """A trigger that sends every sentence to one output collapses; one that adds the same offset does not."""
+    g = torch.Generator().manual_seed(0)
+    zc = torch.randn(50, 16, generator=g)
+    offset = zc + 3.0  # shifted, context kept
+    target = torch.ones(50, 16) * 2 + 0.01 * torch.randn(50, 16, generator=g)  # context forgotten
+    scores = collapse_scores(zc, torch.stack([zc, offset, target]))
+    assert scores[0] == pytest.approx(0.0, abs=1e-5) and scores[1] == pytest.approx(0.0, abs=1e-5)
+    assert scores[2] > 8
+
+
+def test_evidence_null_takes_the_stronger_effect():
+    """MiniLM-L6 with POR (measured): the trigger moved f(x) little (shift z ~4) but collapsed it (z ~14)."""
+    null = EvidenceNull.fit([stats(s, [1, 0], [i], collapse=c) for i, (s, c) in
+                             enumerate(zip([0.8, 0.9, 1.0, 1.1, 1.2, 1.0, 0.95], [0.4, 0.5, 0.6, 0.5, 0.45, 0.55, 0.5],
+                                           strict=True))])
+    weak_shift_collapsed = stats(3.5, [1, 0], [99], collapse=5.1)
+    assert null.shift.score(3.5) < significance_threshold(10_000 * TESTS_PER_CANDIDATE)
+    assert null.score(weak_shift_collapsed) == pytest.approx(null.collapse.z(5.1)) and null.score(
+        weak_shift_collapsed) > significance_threshold(10_000 * TESTS_PER_CANDIDATE)
+    big_shift = stats(5000, [1, 0], [98], collapse=0.5)
+    assert null.score(big_shift) == pytest.approx(null.shift.score(5000))
+    # two effects tested: the p-value is Bonferroni-corrected, never above 1
+    assert null.p_value(big_shift) == pytest.approx(2 * null.shift.p_value(5000))
+    assert null.p_value(stats(0.01, [1, 0], [97], collapse=-3)) <= 1.0
+    assert set(null.summary()) >= {"center", "scale", "tokens", "collapse_center", "collapse_scale"}
 
 
 def test_null_model_scores_and_p_values():
