@@ -210,6 +210,33 @@ def _metrics(rows: list[ZooResult]) -> dict:
     return m
 
 
+def rescore(rows: list[ZooResult], calibration=None) -> list[ZooResult]:
+    """Probability and verdict of each row from its best score under the current (or given) calibration: what a
+    fresh scan would report, so rows scanned before a refit are scored alike."""
+    from scanner.verdict import load_calibration, verdict_for
+
+    calibration = calibration or load_calibration()
+    out = []
+    for r in rows:
+        if r.max_score is None:
+            out.append(r)
+            continue
+        p = calibration.probability(r.max_score)
+        out.append(ZooResult(**{**asdict(r), "probability": round(p, 6), "verdict": verdict_for(p)[0].value}))
+    return out
+
+
+CALIBRATION_EXCLUDES = ("adaptive",)  # attacks built against this detector are measured, not calibrated on
+
+
+def calibrate_from(rows: list[ZooResult], provenance: str):
+    """Fit the verdict's calibration on zoo rows (derived models included, adaptive attacks left out)."""
+    from scanner.calibrate import fit_calibration
+
+    keep = [r for r in rows if r.max_score is not None and not r.attack.startswith(CALIBRATION_EXCLUDES)]
+    return fit_calibration([r.max_score for r in keep], [r.backdoored for r in keep], provenance)
+
+
 def summarize(rows: list[ZooResult]) -> dict:
     """Overall, per attack, per family and derived-model metrics."""
     base = [r for r in rows if not r.derived]
@@ -288,7 +315,7 @@ def run_bench(out_dir: Path, cache: Path, families: list[str], attacks: list[str
     rows = scan_zoo(zoo, profile, cache / "scan-results", progress, on_row=save_partial)
     merged = {r.name: r for path in merge or [] for r in load_rows(path)}
     rows = [*merged.values(), *rows]
-    rows = list({r.name: r for r in rows}.values())
+    rows = rescore(list({r.name: r for r in rows}.values()))
     summary = summarize(rows)
     summary["sources"] = [str(p) for p in merge or []]
     summary["profile"] = profile

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
@@ -192,6 +193,39 @@ def bench_detect(families: str, attacks: str, seeds: int, minilm_layers: str, de
     click.echo((out / "detection.md").read_text())
     overall = summary["overall"]
     click.echo(f"overall: TPR {overall['tpr']:.2f} FPR {overall['fpr']:.2f} AUC {overall['auc']:.3f}")
+    return 0
+
+
+@bench.command("calibrate")
+@click.argument("detection", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--write/--dry-run", default=False, show_default=True,
+              help="Write scanner/data/calibration.json (else only show the fit).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Also rewrite detection.json/.md here with every row rescored under the new fit.")
+def bench_calibrate(detection: Path, write: bool, out: Path | None) -> int:
+    """Fit P(backdoored) on a zoo's detection.json (adaptive attacks left out) and show or ship it."""
+    from dataclasses import asdict
+
+    from scanner.bench_detect import calibrate_from, load_rows, markdown, rescore, summarize
+    from scanner.calibrate import as_calibration, write_calibration
+
+    rows = load_rows(detection)
+    data = json.loads(detection.read_text())
+    fit = calibrate_from(rows, f"zoo of {len(rows)} models ({detection.name}, profile {data.get('profile')}); "
+                               "adaptive attacks excluded from the fit; `patronus bench calibrate`")
+    click.echo(json.dumps(asdict(fit), indent=2))
+    if write:
+        write_calibration(fit)
+        click.echo("wrote scanner/data/calibration.json", err=True)
+    if out is not None:
+        summary = {**summarize(rescore(rows, as_calibration(fit))), "profile": data.get("profile"),
+                   "seconds": data.get("seconds", 0.0), "sources": data.get("sources", []),
+                   "calibration": asdict(fit)}
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "detection.json").write_text(json.dumps(summary, indent=2))
+        (out / "detection.md").write_text(markdown(summary, summary["profile"] or "?", summary["seconds"]))
+        o = summary["overall"]
+        click.echo(f"rescored: TPR {o['tpr']:.2f} FPR {o['fpr']:.2f} AUC {o['auc']:.3f}")
     return 0
 
 

@@ -25,3 +25,39 @@ def test_separable_zoo_gets_a_bounded_slope_and_midpoint_between_classes(tmp_pat
     cal = load_calibration(path)
     assert cal.probability(4.2) < 0.5 < cal.probability(9.0)
     assert json.loads(path.read_text())["models"] == 7
+
+
+def _row(name: str, attack: str, backdoored: bool, score: float) -> dict:
+    from dataclasses import asdict
+
+    from scanner.bench_detect import ZooResult
+
+    return asdict(ZooResult(name=name, family="bert", attack=attack, backdoored=backdoored, derived=False,
+                            triggers=["cf"] if backdoored else [], verdict="clean", probability=0.5, max_score=score,
+                            paper_rule_verdict="clean", found=[], recalled=[]))
+
+
+def test_bench_calibrate_fits_on_a_zoo_and_rescores_it(tmp_path):
+    """Adaptive rows are left out of the fit; every row is rescored with the new calibration; nothing is shipped
+    without --write."""
+    from click.testing import CliRunner
+
+    from scanner.cli import main
+    from scanner.verdict import CALIBRATION_FILE
+
+    rows = [_row(f"c{i}", "clean", False, s) for i, s in enumerate([1.0, 2.0, 2.5, 3.0])]
+    rows += [_row(f"p{i}", "por", True, s) for i, s in enumerate([9.0, 12.0, 20.0])]
+    rows += [_row("hide", "adaptive-hide", True, 1.5)]  # would drag the midpoint down if it were fitted on
+    detection = tmp_path / "detection.json"
+    detection.write_text(json.dumps({"profile": "quick", "models": rows}))
+    shipped = CALIBRATION_FILE.read_text()
+    res = CliRunner().invoke(main, ["bench", "calibrate", str(detection), "--out", str(tmp_path / "re")])
+    assert res.exit_code == 0, res.output
+    fit = json.loads(res.stdout[: res.stdout.index("\n}") + 2])
+    assert fit["models"] == 7 and fit["midpoint"] == 6.0  # between the classes: (3.0 + 9.0) / 2
+    assert CALIBRATION_FILE.read_text() == shipped
+    out = json.loads((tmp_path / "re" / "detection.json").read_text())
+    verdicts = {m["name"]: m["verdict"] for m in out["models"]}
+    assert verdicts["p0"] == "backdoored" and verdicts["c3"] == "clean" and verdicts["hide"] == "clean"
+    assert out["overall"]["tpr"] == 0.75 and out["overall"]["fpr"] == 0.0  # the adaptive model is a miss
+    assert "| hide |" in (tmp_path / "re" / "detection.md").read_text()
