@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+PURIFICATION_PAGE = "purification.html"
+
 
 def _load_report(path: Path):
     """A scan report from JSON; any problem with it is a usage error (exit 4)."""
@@ -28,6 +30,16 @@ def _inputs(texts: tuple[str, ...]) -> list[str]:
         else:
             out.append(text)
     return out
+
+
+def write_purification_page(output: Path, record: dict) -> Path:
+    """Write purification.html (the before/after table, every value escaped) beside purification.json."""
+    from scanner.mitigate.purify import render_purification_page
+    from scanner.renderers import atomic_write
+
+    path = output / PURIFICATION_PAGE
+    atomic_write(path, render_purification_page(record))
+    return path
 
 
 def _describe(result) -> str:
@@ -115,7 +127,8 @@ def purify(target: str, report_path: Path, output: Path, steps: int, lr: float, 
            checkpoint_every: int, device: str, corpus: Path | None, no_lookalikes: bool, rescan: str,
            quiet: bool) -> int:
     """Remove the backdoor of TARGET (a local model folder or hub repo id) by adversarial pre-training on the
-    triggers its scan report recovered. Writes a safetensors model, its tokenizer and purification.json.
+    triggers its scan report recovered. Writes a safetensors model, its tokenizer, purification.json and
+    purification.html (the before/after table).
 
     Exit codes: 0 purified; 2 failed (unreadable model, dangerous serialization); 4 usage error.
     """
@@ -149,6 +162,7 @@ def purify(target: str, report_path: Path, output: Path, steps: int, lr: float, 
         record = run_purify(local, report, output, cfg, corpus=sentences, on_step=on_step)
         if rescan != "none":
             record = rescan_record(output, record, rescan)
+        write_purification_page(output, record)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from exc
     except PatronusError as exc:

@@ -28,6 +28,7 @@ from scanner.mitigate.purify import (
     render_purification_text,
     trigger_units,
 )
+from scanner.mitigate_cli import PURIFICATION_PAGE, write_purification_page
 from scanner.report import FileFinding, Lookalike, ModelInfo, Report, Serialization, Trigger
 
 TINY = dict(batch_size=4, eval_sentences=8, null_tokens=4, max_tokens=24)
@@ -138,6 +139,14 @@ def test_cli(report: Report, minilm_l2: Path, tmp_path: Path) -> None:
     assert _code(res) == 0, res.output
     assert "shift_before" in res.stdout and (out / RECORD).is_file() and (out / "model.safetensors").is_file()
     assert "purify" in res.stderr  # the progress bar
+    page = (out / PURIFICATION_PAGE).read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<th>shift before</th>" in page and "<td>cfo</td>" in page
+    html_report = tmp_path / "scan.html"
+    scanned = runner.invoke(main, ["scan", str(out), "--static-only", "--format", "html", "-o", str(html_report),
+                                   "--fail-on", "critical"])
+    assert _code(scanned) == 0, scanned.output
+    assert 'id="purification"' in html_report.read_text() and "<td><code>obelisk</code></td>" in html_report.read_text()
+    assert "Purification: purification.json in the model folder" in scanned.stdout
     assert _code(runner.invoke(main, ["purify", str(minilm_l2), "-o", str(out)])) == 4  # --report missing
     assert _code(runner.invoke(main, ["purify", str(minilm_l2), "--report", str(rep), "-o", str(out),
                                       "--steps", "0"])) == 4
@@ -168,7 +177,7 @@ def test_adversarial_task() -> None:
     assert adversarial_task(task, ["cf"], seed=0).train == adversarial_task(task, ["cf"], seed=0).train
 
 
-def test_renderers_escape() -> None:
+def test_renderers_escape(tmp_path: Path) -> None:
     record = {"target": "<m>", "output": "o", "steps_done": 3, "seconds": 1.0, "clean_fidelity": 0.99,
               "clean_fidelity_centered": 0.9, "threshold": 4.8,
               "table": [{"trigger": "<script>x</script>", "source": "trigger", "shift_before": 3000.0,
@@ -176,6 +185,11 @@ def test_renderers_escape() -> None:
     record["rescan"] = {"profile": "quick", "verdict": "clean", "probability": 0.04}
     page = render_purification_html(record)
     assert "<script>" not in page and "&lt;script&gt;" in page and "3e+03" in page and "clean" in page
+    path = write_purification_page(tmp_path, record)
+    assert path == tmp_path / PURIFICATION_PAGE
+    whole = path.read_text()
+    assert whole.startswith("<!DOCTYPE html>") and "<script" not in whole and "&lt;script&gt;x" in whole
+    assert "<title>Patronus purification: &lt;m&gt;</title>" in whole and "default-src 'none'" in whole
     text = render_purification_text(record)
     assert "<script>x</script>" in text and "reduction" in text and "rescan (quick): clean" in text
 

@@ -492,13 +492,24 @@ def adversarial_finetune(base: Path | str, task: Any, out: Path | str, cfg: Any,
 # --- rendering ---------------------------------------------------------------------------------------------------
 
 
-def _fmt(value: Any) -> str:
+def fmt_cell(value: Any) -> str:
+    """A table value: floats to 3 significant digits, None as '-'."""
     if isinstance(value, float):
         return f"{value:.3g}" if math.isfinite(value) else str(value)
     return "-" if value is None else str(value)
 
 
 TABLE_COLUMNS = ("trigger", "source", "shift_before", "shift_after", "reduction", "score_before", "score_after")
+PAGE_STYLE = ("body{font:14px/1.5 system-ui,sans-serif;color:#1d2939;max-width:1000px;margin:24px auto;padding:0 20px}"
+              "table{border-collapse:collapse}th,td{text-align:left;padding:4px 10px;border-bottom:1px solid #e4e7ec}"
+              "th{font-size:12px;text-transform:uppercase;color:#5d6b82}")
+
+
+def purification_rows(record: dict[str, Any]) -> list[list[str]]:
+    """The before/after table's cells, formatted (a missing value is '-'; rows that are not objects are left out)."""
+    table = record.get("table")
+    rows = table if isinstance(table, list) else []
+    return [[fmt_cell(row.get(c)) for c in TABLE_COLUMNS] for row in rows if isinstance(row, dict)]
 
 
 def render_purification_text(record: dict[str, Any]) -> str:
@@ -506,11 +517,11 @@ def render_purification_text(record: dict[str, Any]) -> str:
     lines = [f"Purified {record['target']} -> {record['output']} ({record['steps_done']} steps, "
              f"{record['seconds']:.0f}s)",
              f"clean fidelity cos {record['clean_fidelity']:.4f} (centred {record['clean_fidelity_centered']:.4f}); "
-             f"evidence threshold z {_fmt(record.get('threshold'))}"]
+             f"evidence threshold z {fmt_cell(record.get('threshold'))}"]
     if record.get("rescan"):
         scan = record["rescan"]
-        lines.append(f"rescan ({scan['profile']}): {scan['verdict']}, P(backdoored) {_fmt(scan['probability'])}")
-    rows = [TABLE_COLUMNS] + [tuple(_fmt(row[c]) for c in TABLE_COLUMNS) for row in record["table"]]
+        lines.append(f"rescan ({scan['profile']}): {scan['verdict']}, P(backdoored) {fmt_cell(scan['probability'])}")
+    rows = [list(TABLE_COLUMNS)] + purification_rows(record)
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(lines)
@@ -520,13 +531,24 @@ def render_purification_html(record: dict[str, Any]) -> str:
     """The before/after table as a self-contained HTML fragment (every value escaped)."""
     esc = html.escape
     head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in TABLE_COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{esc(_fmt(row[c]))}</td>" for c in TABLE_COLUMNS) + "</tr>"
-                   for row in record["table"])
+    body = "".join("<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>"
+                   for row in purification_rows(record))
     scan = record.get("rescan")
-    rescan = (f"<p>Rescan ({esc(scan['profile'])}): {esc(scan['verdict'])}, P(backdoored) "
-              f"{esc(_fmt(scan['probability']))}</p>") if scan else ""
+    rescan = (f"<p>Rescan ({esc(fmt_cell(scan.get('profile')))}): {esc(fmt_cell(scan.get('verdict')))}, P(backdoored) "
+              f"{esc(fmt_cell(scan.get('probability')))}</p>") if isinstance(scan, dict) else ""
     return (f"<section class=\"purification\"><h2>Purification</h2>"
-            f"<p>{esc(str(record['target']))} &rarr; {esc(str(record['output']))}: {esc(_fmt(record['steps_done']))}"
-            f" steps; clean fidelity cos {esc(_fmt(record['clean_fidelity']))}; evidence threshold z "
-            f"{esc(_fmt(record.get('threshold')))}</p>"
+            f"<p>{esc(fmt_cell(record.get('target')))} &rarr; {esc(fmt_cell(record.get('output')))}: "
+            f"{esc(fmt_cell(record.get('steps_done')))} steps; clean fidelity cos "
+            f"{esc(fmt_cell(record.get('clean_fidelity')))}; evidence threshold z "
+            f"{esc(fmt_cell(record.get('threshold')))}</p>"
             f"{rescan}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>")
+
+
+def render_purification_page(record: dict[str, Any]) -> str:
+    """A whole HTML page around render_purification_html: inline CSS only, no scripts (a strict CSP)."""
+    title = html.escape(f"Patronus purification: {fmt_cell(record.get('target'))}")
+    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
+            "form-action 'none'; base-uri 'none'\">\n"
+            f"<title>{title}</title>\n<style>{PAGE_STYLE}</style>\n</head>\n<body>\n"
+            f"{render_purification_html(record)}\n</body>\n</html>\n")
