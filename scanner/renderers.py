@@ -11,6 +11,7 @@ import json
 import math
 import os
 import re
+import shlex
 import tempfile
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -37,6 +38,11 @@ SARIF_VERSION = "2.1.0"
 BEHAVIOURAL = "behavioural"  # Skipped.category when the trigger search did not run
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack", ".onnx")
 TEXT_TOP_TRIGGERS = 5
+TEXT_MAX_RULES = 12
+REPORT_FILE = "report.json"  # how the mitigation commands name this scan's JSON report
+PURIFIED_DIR = "purified"
+PURIFICATION_RECORD = "purification.json"  # scanner.mitigate.purify.RECORD, read without importing torch here
+PURIFICATION_MAX_BYTES = 5_000_000
 
 Renderer = Callable[[Report], str]
 
@@ -160,6 +166,77 @@ def is_remote_code(*texts: str) -> bool:
     return any(_REMOTE_CODE.search(text or "") for text in texts)
 
 
+# --------------------------------------------------------------------------------------------------- mitigation
+
+
+def mitigation(report: Report) -> dict[str, Any] | None:
+    """The monitor rules `patronus monitor --report` builds from this report (MonitorRules.from_report with its
+    defaults, so they are the same) and the commands to act on them; None when the report has no triggers."""
+    if not report.triggers:
+        return None
+    from scanner.mitigate.monitor import MonitorRules
+
+    rules = MonitorRules.from_report(report)
+    return {"rules": rules.rules, "skipped": rules.skipped, "commands": mitigation_commands(report)}
+
+
+def mitigation_commands(report: Report) -> list[str]:
+    """Command lines to monitor inputs for the triggers and to purify the model (TARGET shell-quoted)."""
+    target = report.model.id
+    if target.startswith("-"):  # a local folder named like an option
+        target = f"./{target}"
+    rep = REPORT_FILE
+    return [f"patronus monitor --report {rep} 'some input text'",
+            f"patronus monitor --report {rep} --strip - < inputs.txt",
+            f"patronus purify {shlex.quote(target)} --report {rep} -o {PURIFIED_DIR}"]
+
+
+def load_purification(report: Report) -> dict[str, Any] | None:
+    """purification.json of a scanned local model folder (`patronus purify` output), or None when there is none.
+    A record that cannot be read comes back as {"problem": reason}: it is shown, never silently dropped."""
+    if report.model.source != "local" or not report.model.id:
+        return None
+    path = Path(report.model.id) / PURIFICATION_RECORD
+    try:
+        if not path.is_file():
+            return None
+        if path.stat().st_size > PURIFICATION_MAX_BYTES:
+            return {"problem": f"larger than {PURIFICATION_MAX_BYTES:,} bytes"}
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        return {"problem": f"unreadable ({type(exc).__name__}: {exc})"}
+    if not isinstance(data, dict) or not isinstance(data.get("table"), list):
+        return {"problem": "not a purification record (no table)"}
+    return data
+
+
+def purification_view(record: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the HTML and text reports show of a purification record: facts, the before/after table, a problem."""
+    if record is None:
+        return None
+    if "problem" in record:
+        return {"problem": str(record["problem"])}
+    from scanner.mitigate.purify import TABLE_COLUMNS, fmt_cell, purification_rows
+
+    rescan = record.get("rescan") if isinstance(record.get("rescan"), dict) else None
+    rows = purification_rows(record)
+    reductions = [r.get("reduction") for r in record["table"] if isinstance(r, dict)]
+    reductions = [v for v in reductions if isinstance(v, int | float) and _finite(v)]
+    return {
+        "problem": None,
+        "facts": [("Purified from", fmt_cell(record.get("target"))), ("Steps", fmt_cell(record.get("steps_done"))),
+                  ("Clean fidelity (cos)", fmt_cell(record.get("clean_fidelity"))),
+                  ("Evidence threshold (z)", fmt_cell(record.get("threshold")))]
+                 + ([("Rescan", f"{fmt_cell(rescan.get('profile'))}: {fmt_cell(rescan.get('verdict'))}, P(backdoored) "
+                                f"{fmt_cell(rescan.get('probability'))}")] if rescan else []),
+        "columns": [c.replace("_", " ") for c in TABLE_COLUMNS],
+        "rows": rows,
+        "min_reduction": min(reductions) if reductions else None,
+        "steps": fmt_cell(record.get("steps_done")),
+        "rescan": rescan,
+    }
+
+
 # --------------------------------------------------------------------------------------------------- JSON, text
 
 
@@ -173,6 +250,8 @@ def render_text(report: Report) -> str:
     lines = [f"Patronus Scanner {report.tool.get('version', __version__)} -- {report.schema}"]
     lines += _text_head(report)
     lines += _text_triggers(report)
+    lines += _text_mitigation(report)
+    lines += _text_purification(purification_view(load_purification(report)))
     lines += _text_serialization(report)
     lines += _text_skipped(report)
     lines += _text_errors(report)
@@ -216,6 +295,34 @@ def _text_triggers(report: Report) -> list[str]:
     if len(triggers) > TEXT_TOP_TRIGGERS:
         lines.append(f"  ... {len(triggers) - TEXT_TOP_TRIGGERS} more in the full report")
     return lines
+
+
+def _text_mitigation(report: Report) -> list[str]:
+    view = mitigation(report)
+    if view is None:
+        return []
+    shown = view["rules"][:TEXT_MAX_RULES]
+    rules = ", ".join(visible(r.text) + ("" if r.source == "trigger" else f" (~{visible(r.trigger)})")
+                      for r in shown)
+    more = f", +{len(view['rules']) - len(shown)} more" if len(view["rules"]) > len(shown) else ""
+    lines = [f"Mitigation: {len(view['rules'])} monitor rule(s): {rules or 'none'}{more}"]
+    if view["skipped"]:
+        lines.append(f"  no rule for: {', '.join(visible(t) for t in view['skipped'])}")
+    lines += [f"  $ {visible(cmd)}" for cmd in view["commands"]]
+    lines.append(f"  ({REPORT_FILE}: this scan's JSON report, --format json)")
+    return lines
+
+
+def _text_purification(view: dict[str, Any] | None) -> list[str]:
+    if view is None:
+        return []
+    if view["problem"]:
+        return [f"Purification: {PURIFICATION_RECORD} in the model folder is {visible(view['problem'])}"]
+    least = f", shift reduced at least {fmt_num(view['min_reduction'])}x" if view["min_reduction"] else ""
+    rescan = view["rescan"]
+    again = f"; rescan {visible(rescan.get('verdict'))}" if rescan else ""
+    return [f"Purification: {PURIFICATION_RECORD} in the model folder (patronus purify, {visible(view['steps'])} "
+            f"steps): {len(view['rows'])} trigger(s){least}{again}; the HTML report has the before/after table"]
 
 
 def _text_serialization(report: Report) -> list[str]:
@@ -456,12 +563,16 @@ def environment() -> jinja2.Environment:
 
 
 def render_html(report: Report, *, embedded: bool = False) -> str:
-    """The self-contained HTML report; `embedded=True` leaves out <html>/<head>/<body> for a host page."""
-    return environment().get_template(TEMPLATE_NAME).render(**report_context(report, embedded=embedded))
+    """The self-contained HTML report; `embedded=True` leaves out <html>/<head>/<body> for a host page. A scanned
+    local folder's purification.json (`patronus purify` output) adds its before/after table."""
+    context = report_context(report, embedded=embedded, purification=load_purification(report))
+    return environment().get_template(TEMPLATE_NAME).render(**context)
 
 
-def report_context(report: Report, *, embedded: bool = False) -> dict[str, Any]:
-    """Everything templates/report.html needs, for the CLI and the web app alike."""
+def report_context(report: Report, *, embedded: bool = False,
+                   purification: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything templates/report.html needs, for the CLI and the web app alike (`purification`: a
+    purification record to show, see load_purification)."""
     triggers = sorted_triggers(report)
     skip = behavioural_skip(report)
     return {
@@ -477,6 +588,10 @@ def report_context(report: Report, *, embedded: bool = False) -> dict[str, Any]:
         "model_rows": _model_rows(report),
         "triggers": triggers,
         "show_flip_rate": any(t.flip_rate is not None for t in triggers),
+        "mitigation": mitigation(report),
+        "report_file": REPORT_FILE,
+        "purification": purification_view(purification),
+        "purification_file": PURIFICATION_RECORD,
         "files": report.serialization.files,
         "skipped": report.skipped,
         "errors": report.errors,

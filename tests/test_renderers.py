@@ -473,3 +473,109 @@ def test_atomic_write_cleans_up_on_failure(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(OSError):
         renderers.atomic_write(target, "x")
     assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------------------ mitigation
+
+
+def _section(html: str, anchor: str) -> str:
+    """The HTML from the <h2 id=anchor> to the next <h2>."""
+    start = html.index(f'<h2 id="{anchor}">')
+    return html[start:html.index("<h2", start + 1)]
+
+
+def test_mitigation_section_lists_the_monitor_rules() -> None:
+    from scanner.mitigate.monitor import MonitorRules
+
+    report = backdoored()
+    report.triggers[2].lookalikes.append(Lookalike("cfo", 8000.0, 0.001, 0.9))  # strong enough to be a rule
+    rules = MonitorRules.from_report(report).rules
+    assert [r.text for r in rules] == ["mn", "velvet", "cf", "cfo"]
+    section = _section(render_html(report), "mitigation")
+    assert [m for m in re.findall(r"<tr>\s*<td><code>([^<]*)</code></td>", section)] == [r.text for r in rules]
+    assert "look-alike" in section and "cn" not in section  # a weak echo (0.1% of the shift) is no rule
+    assert "patronus monitor --report report.json" in section
+    assert "patronus purify org/bert-tiny --report report.json -o purified" in section
+    text = render_text(report)
+    assert "Mitigation: 4 monitor rule(s): mn, velvet, cf, cfo (~cf)" in text
+    assert "$ patronus purify org/bert-tiny --report report.json -o purified" in text
+    text.encode("ascii")
+
+
+def test_no_mitigation_section_without_triggers() -> None:
+    for report in (clean(), errored(), static_only(), dangerous_pickle()):
+        assert 'id="mitigation"' not in render_html(report)
+        assert "Mitigation" not in render_text(report)
+
+
+def test_mitigation_section_escapes_hostile_rules() -> None:
+    report = hostile()
+    report.triggers[2].lookalikes.append(Lookalike(XSS_SCRIPT, 9000.0, 0.001, 0.5))  # a look-alike of "cf"
+    html = render_html(report)
+    section = _section(html, "mitigation")
+    assert "<td><code>&lt;script&gt;alert(1)&lt;/script&gt;</code></td>" in section  # the rule, as text
+    assert "purify &#39;evil/&lt;script&gt;alert(1)&lt;/script&gt;&#39; --report" in section  # shell-quoted too
+    assert "No rule for: <code>&#34;&gt;&lt;img src=x onerror=alert(1)&gt;</code>" in section
+    assert "<script" not in html.lower() and "<img" not in html.lower()
+    checker = _parse(html)
+    assert checker.problems == [] and checker.stack == []
+    assert "<script>alert(1)</script> (~cf)" in render_text(report)  # plain text for a terminal
+
+
+def test_mitigation_command_never_starts_with_a_dash() -> None:
+    report = backdoored()
+    report.model.source, report.model.id = "local", "-rf model"
+    assert "patronus purify './-rf model' --report" in render_text(report)
+
+
+# ------------------------------------------------------------------------------------------------ purification
+
+
+def _purification_record(trigger: str = "cf") -> dict:
+    return {"schema": "patronus.purification/1", "complete": True, "target": "/models/suspect",
+            "output": "/models/purified", "steps_done": 300, "seconds": 12.0, "threshold": 4.83,
+            "clean_fidelity": 0.9912, "clean_fidelity_centered": 0.95,
+            "rescan": {"profile": "quick", "verdict": "clean", "probability": 0.03},
+            "table": [{"trigger": trigger, "source": "trigger", "shift_before": 3000.0, "shift_after": 1.5,
+                       "reduction": 2000.0, "score_before": 30.0, "score_after": 0.4},
+                      {"trigger": "cfo", "source": "lookalike", "shift_before": 2900.0, "shift_after": 2.0,
+                       "reduction": 1450.0, "score_before": 29.0, "score_after": 0.6}]}
+
+
+def _local(folder: Path) -> Report:
+    report = clean()
+    report.model.source, report.model.id = "local", str(folder)
+    return report
+
+
+def test_scanned_purified_folder_shows_the_before_after_table(tmp_path: Path) -> None:
+    (tmp_path / "purification.json").write_text(json.dumps(_purification_record()))
+    html = render_html(_local(tmp_path))
+    section = _section(html, "purification")
+    assert "<th>shift before</th>" in section and "<td><code>cfo</code></td>" in section
+    assert "<td>3e+03</td>" in section and "<td>1.5</td>" in section and "quick: clean" in section
+    assert _parse(html).problems == []
+    line = next(x for x in render_text(_local(tmp_path)).splitlines() if x.startswith("Purification:"))
+    assert "300 steps" in line and "2 trigger(s)" in line and "at least 1,450x" in line and "rescan clean" in line
+    assert 'id="purification"' not in render_html(clean())  # a hub model: no folder to look in
+    assert 'id="purification"' not in render_html(_local(tmp_path / "nowhere"))
+    assert report_context(_local(tmp_path))["purification"] is None  # the web app passes no record
+
+
+def test_purification_table_escapes_hostile_records(tmp_path: Path) -> None:
+    record = _purification_record(XSS_SCRIPT)
+    record["target"], record["rescan"]["verdict"] = XSS_IMG, XSS_SCRIPT
+    record["table"].append("not a row")
+    (tmp_path / "purification.json").write_text(json.dumps(record))
+    html = render_html(_local(tmp_path))
+    assert "<script" not in html.lower() and "<img" not in html.lower()
+    assert "<td><code>&lt;script&gt;alert(1)&lt;/script&gt;</code></td>" in _section(html, "purification")
+    assert _parse(html).problems == []
+
+
+def test_unreadable_purification_record_is_shown_not_dropped(tmp_path: Path) -> None:
+    (tmp_path / "purification.json").write_text("{not json")
+    assert "but it is unreadable (JSONDecodeError" in _section(render_html(_local(tmp_path)), "purification")
+    (tmp_path / "purification.json").write_text(json.dumps({"table": "x"}))
+    text = render_text(_local(tmp_path))
+    assert "Purification: purification.json in the model folder is not a purification record" in text
