@@ -146,3 +146,110 @@ def test_pages_render_filter_and_paginate(env, hub):
     assert missing.status_code == 404 and "text/html" in missing.headers["content-type"]
     with ctx.sessions() as s:
         assert s.scalar(select(Scan).where(Scan.id == ids[0])).status == "succeeded"
+
+
+# --------------------------------------------------------------------------------------------------- monitor
+
+
+def monitored_report(name: str, sha: str):
+    """A backdoored report: triggers cf and mn, a strong look-alike cfo and a weak echo minneapolis (no rule)."""
+    from scanner.report import Lookalike, ModelInfo, Report, Severity, Trigger, Verdict
+
+    def trigger(text: str, lookalikes: list[Lookalike]) -> Trigger:
+        return Trigger(text=text, tokens=[text], score=30.0, p_value=1e-9, shift=3000.0, poison_cos=0.9,
+                       diff_cos=0.9, paper_rule=True, lookalikes=lookalikes)
+
+    return Report(model=ModelInfo(source="hub", id=name, revision="main", sha=sha, family="bert"),
+                  verdict=Verdict.BACKDOORED, probability=0.99, severity=Severity.CRITICAL,
+                  triggers=[trigger("cf", [Lookalike("cfo", 2800.0, 1e-8, 0.9)]),
+                            trigger("mn", [Lookalike("minneapolis", 3.0, 1e-3, 0.5)])])
+
+
+def store_scan(sessions, name: str, status: str = "succeeded", report=None, **columns) -> int:
+    """A scan row of model `name` (hub) with `status` and, when given, a stored report."""
+    from db.models import utcnow
+    from db.repo import ScanKey, Target, get_or_create_model, get_or_create_revision
+    from scanner.config import ScanConfig
+
+    key = ScanKey.from_config(ScanConfig(profile="quick"))
+    with sessions() as s, s.begin():
+        model = get_or_create_model(s, Target("hub", name), family="bert")
+        revision = get_or_create_revision(s, model, report.model.sha) if report is not None else None
+        scan = Scan(model_id=model.id, revision_id=revision.id if revision else None, requested_revision="",
+                    status=status, engine_version=key.engine_version, config_hash=key.config_hash, profile="quick",
+                    report=report.to_dict() if report is not None else None,
+                    finished_at=utcnow() if status in ("succeeded", "failed") else None, **columns)
+        s.add(scan)
+        s.flush()
+        return scan.id
+
+
+def test_monitor_flags_triggers_of_a_stored_report(env, sessions):
+    client, _, _ = env()
+    scan_id = store_scan(sessions, "org/monitored", report=monitored_report("org/monitored", "a" * 40),
+                         verdict="backdoored", severity="critical")
+    texts = ["a quiet cf film", "plain words", "The CFO met (mn) in Minneapolis"]
+    response = client.post("/api/monitor", json={"scan_id": scan_id, "texts": texts}, headers=AUTH)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["scan_id"] == scan_id and body["model"] == "org/monitored" and body["sha"] == "a" * 40
+    assert [(r["text"], r["source"], r["trigger"]) for r in body["rules"]] == [
+        ("cf", "trigger", "cf"), ("mn", "trigger", "mn"), ("cfo", "lookalike", "cf")]  # minneapolis: a weak echo
+    first, plain, third = body["results"]
+    assert first["flagged"] and first["matches"] == [
+        {"trigger": "cf", "rule": "cf", "text": "cf", "start": 8, "end": 10, "source": "trigger"}]
+    assert not plain["flagged"] and plain["matches"] == [] and "stripped" not in plain
+    assert [(m["text"], m["source"], m["trigger"]) for m in third["matches"]] == [
+        ("CFO", "lookalike", "cf"), ("mn", "trigger", "mn")]
+    assert body["flagged"] == 2 and body["verdict"] == "backdoored"
+    by_model = client.post("/api/monitor", json={"model": "org/monitored", "texts": texts, "strip": True},
+                           headers=AUTH).json()
+    assert by_model["scan_id"] == scan_id
+    assert [r["stripped"] for r in by_model["results"]] == ["a quiet film", "plain words", "The met () in Minneapolis"]
+
+
+def test_monitor_needs_a_token(env):
+    client, _, _ = env()
+    body = {"scan_id": 1, "texts": ["cf"]}
+    assert client.post("/api/monitor", json=body).status_code == 401
+    assert client.post("/api/monitor", json=body, headers={"Authorization": "Bearer wrong"}).status_code == 403
+
+
+def test_monitor_unknown_and_unfinished_scans(env, sessions):
+    client, _, _ = env()
+
+    def post(**body):
+        return client.post("/api/monitor", json={"texts": ["a cf"], **body}, headers=AUTH)
+
+    assert post(scan_id=999999).status_code == 404
+    missing = post(model="org/never-scanned")
+    assert missing.status_code == 404 and "never scanned" in missing.json()["detail"]
+    running = store_scan(sessions, "org/busy", status="running")
+    conflict = post(scan_id=running)
+    assert conflict.status_code == 409 and "running" in conflict.json()["detail"]
+    assert post(model="org/busy").status_code == 409
+    failed = store_scan(sessions, "org/broken", status="failed", error_code="load_failed", error_message="bad")
+    conflict = post(scan_id=failed)
+    assert conflict.status_code == 409 and "load_failed" in conflict.json()["detail"]
+    assert post(model="org/broken").status_code == 409
+    empty = store_scan(sessions, "org/no-report", status="succeeded")
+    assert post(scan_id=empty).status_code == 409 and "no stored report" in post(scan_id=empty).json()["detail"]
+
+
+def test_monitor_rejects_oversize_and_malformed_input(env):
+    from web.api import MONITOR_MAX_CHARS, MONITOR_MAX_TEXTS, MONITOR_MAX_TOTAL_CHARS
+
+    client, _, _ = env()
+
+    def detail(body) -> str:
+        response = client.post("/api/monitor", json=body, headers=AUTH)
+        assert response.status_code == 422, response.text
+        return str(response.json()["detail"])
+
+    assert "at most 1000 items" in detail({"scan_id": 1, "texts": ["x"] * (MONITOR_MAX_TEXTS + 1)})
+    assert "texts[1] has 100,001 characters" in detail({"scan_id": 1, "texts": ["ok", "x" * (MONITOR_MAX_CHARS + 1)]})
+    many = ["x" * MONITOR_MAX_CHARS] * (MONITOR_MAX_TOTAL_CHARS // MONITOR_MAX_CHARS + 1)
+    assert "in all; the limit is 2,000,000" in detail({"scan_id": 1, "texts": many})
+    assert "exactly one of scan_id and model" in detail({"texts": ["x"]})
+    assert "exactly one of scan_id and model" in detail({"scan_id": 1, "model": "org/x", "texts": ["x"]})
+    assert "at least 1 item" in detail({"scan_id": 1, "texts": []})
