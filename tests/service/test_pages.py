@@ -17,7 +17,17 @@ from sqlalchemy.orm import Session
 from db.models import Lineage, Scan, utcnow
 from db.repo import ScanKey, Target, get_or_create_model, get_or_create_revision
 from scanner.config import ScanConfig
-from scanner.report import FileFinding, ModelInfo, Report, ScanInfo, Serialization, Severity, Trigger, Verdict
+from scanner.report import (
+    FileFinding,
+    Lookalike,
+    ModelInfo,
+    Report,
+    ScanInfo,
+    Serialization,
+    Severity,
+    Trigger,
+    Verdict,
+)
 from tasks.scan import findings_of
 from web.app import create_app
 
@@ -50,7 +60,8 @@ def chromium(url: str, screenshot: Path | None = None, budget_ms: int | None = N
 
 def xss_report(sha: str) -> Report:
     trigger = Trigger(text=XSS_TRIGGER, tokens=[XSS_TOKEN, "cf"], score=9.2, p_value=2e-6, shift=3.1,
-                      poison_cos=0.93, diff_cos=0.88, paper_rule=True)
+                      poison_cos=0.93, diff_cos=0.88, paper_rule=True,
+                      lookalikes=[Lookalike(XSS_TOKEN, 3.0, 1e-5, 0.9)])  # a monitor rule on the page
     return Report(
         model=ModelInfo(source="hub", id="org/xss-model", revision="main", sha=sha, family="bert",
                         architecture="BertModel", parameters=4_400_000, files=["config.json", "model.safetensors"]),
@@ -108,6 +119,9 @@ def test_report_page_shows_attacker_strings_as_text(site, artifacts_dir):
     assert 'id="patronus-report"' in dom  # the shared report template, embedded
     assert "&lt;img src=x onerror=" in dom and "&lt;script&gt;document.title=" in dom
     assert "org/base\"&gt;&lt;svg onload=" in dom  # the card's base_model, on the lineage line
+    mitigation = dom[dom.index('id="mitigation"'):dom.index('id="mitigation"') + 4000]
+    assert "<code>&lt;script&gt;document.title='pwned'&lt;/script&gt;</code>" in mitigation  # the look-alike rule
+    assert "No rule for: <code>&lt;img src=x onerror=" in mitigation  # the trigger itself has spaces
     assert_inert(dom)
     assert shot.is_file() and shot.stat().st_size > 10_000
 
