@@ -43,11 +43,12 @@ def main() -> None:
             seqs = report.scan.sequences_evaluated
             rows.append({"model": name, "profile": prof, "seconds": round(seconds, 1), "sequences": seqs,
                          "sequences_per_s": round(seqs / seconds, 1), "verdict": report.verdict.value,
-                         "probability": report.probability})
+                         "probability": report.probability,
+                         "load_average_1min_after": round(os.getloadavg()[0], 2)})  # other jobs on the CPU
             print(rows[-1], flush=True)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
                "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "device": args.device}
-    out = Path(__file__).parent / "results" / f"scan_{args.device}.json"
+    out = Path(__file__).parent / "results" / f"scan_{args.device}_{'_'.join(args.models)}.json"
     out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     print("| model | profile | seconds | sequences | sequences/s | verdict |")
     print("|---|---|---|---|---|---|")
