@@ -13,7 +13,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from scanner.attacks import PlantConfig, get_attack, load_ground_truth, plant_cached
+from scanner.attacks import GROUND_TRUTH, PlantConfig, get_attack, load_ground_truth, plant_cached
 from scanner.attacks.base_models import build_base, truncated_minilm
 from scanner.config import ScanConfig
 from scanner.evaluate import detection_metrics, roc_auc
@@ -51,6 +51,13 @@ class ZooResult:
     found: list[str] = field(default_factory=list)
     recalled: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    planted: bool | None = None  # the ground truth's own check that the attack took (None: not recorded)
+
+    @property
+    def failed_plant(self) -> bool:
+        """A backdoored recipe whose plant did not take (e.g. BadPre on a tiny random model: no effect on f(x)).
+        Adaptive variants are exempt: their planted bar is the POR target they trade away by design."""
+        return self.backdoored and self.planted is False and not self.attack.startswith("adaptive")
 
 
 def _words_for(tokenizer, kind: str, count: int, offset: int) -> tuple[str, ...]:
@@ -134,7 +141,6 @@ def included_models(paths: list[Path]) -> list[ZooModel]:
     cache) added to the zoo with their ground truth; derived ones are marked by its `derived` entry."""
     import json as _json
 
-    from scanner.attacks import GROUND_TRUTH
     from scanner.encoder import read_config
 
     out = []
@@ -160,6 +166,11 @@ def recalled(planted: tuple[str, ...], report: Report) -> list[str]:
     return sorted(found)
 
 
+def _planted(model: ZooModel) -> bool | None:
+    gt = model.path / GROUND_TRUTH
+    return bool(json.loads(gt.read_text()).get("planted")) if gt.is_file() else None
+
+
 def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=print,
              on_row=None) -> list[ZooResult]:
     """Scan every model (cached per model path + profile); `on_row(rows)` after each."""
@@ -181,6 +192,7 @@ def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=pr
             probability=report.probability, max_score=evidence.get("max_score"),
             paper_rule_verdict=evidence.get("paper_rule_verdict"), found=[t.text for t in report.triggers],
             recalled=recalled(model.triggers, report), seconds=report.scan.seconds,
+            planted=_planted(model),
         )
         rows.append(row)
         if on_row is not None:
@@ -190,6 +202,8 @@ def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=pr
 
 
 def _metrics(rows: list[ZooResult]) -> dict:
+    failed = sum(r.failed_plant for r in rows)
+    rows = [r for r in rows if not r.failed_plant]  # not a backdoor: neither a hit nor a miss
     if not rows:
         return {}
     y = [r.backdoored for r in rows]
@@ -207,6 +221,7 @@ def _metrics(rows: list[ZooResult]) -> dict:
     m["trigger_recall"] = sum(t in r.recalled for r, t in planted) / len(planted) if planted else None
     m["models"] = len(rows)
     m["backdoored"] = sum(y)
+    m["failed_plants_excluded"] = failed
     return m
 
 
@@ -264,7 +279,8 @@ def markdown(summary: dict, profile: str, seconds: float) -> str:
     o = summary["overall"]
     lines = [
         f"Zoo: {o['models']} models ({o.get('backdoored')} backdoored among the non-derived), attacks "
-        f"{', '.join(o['attacks'])}, families {', '.join(o['families'])}; profile `{profile}`; {seconds:.0f} s.",
+        f"{', '.join(o['attacks'])}, families {', '.join(o['families'])}; profile `{profile}`; {seconds:.0f} s. "
+        f"{o.get('failed_plants_excluded', 0)} backdoored recipes whose plant did not take are listed, not scored.",
         "",
         "| slice | models | TPR | FPR | ROC-AUC | cross-entropy | trigger recall | paper rule TPR / FPR |",
         "|---|---|---|---|---|---|---|---|",
@@ -286,9 +302,11 @@ def markdown(summary: dict, profile: str, seconds: float) -> str:
     lines += ["", "| model | backdoored | verdict | P(backdoored) | best score | planted | recalled |",
               "|---|---|---|---|---|---|---|"]
     for r in summary["models"]:
+        failed = ZooResult(**r).failed_plant
         prob = "-" if r["probability"] is None else f"{r['probability']:.3f}"
         score = "-" if r["max_score"] is None else f"{r['max_score']:.1f}"
-        lines.append(f"| {r['name']} | {r['backdoored']} | {r['verdict']} | {prob} | {score} | "
+        lines.append(f"| {r['name']} | {r['backdoored']}{' (plant failed: not scored)' if failed else ''} | "
+                     f"{r['verdict']} | {prob} | {score} | "
                      f"{', '.join(r['triggers'])} | {', '.join(r['recalled'])} |")
     return "\n".join(lines) + "\n"
 

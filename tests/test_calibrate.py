@@ -27,14 +27,14 @@ def test_separable_zoo_gets_a_bounded_slope_and_midpoint_between_classes(tmp_pat
     assert json.loads(path.read_text())["models"] == 7
 
 
-def _row(name: str, attack: str, backdoored: bool, score: float) -> dict:
+def _row(name: str, attack: str, backdoored: bool, score: float, planted: bool | None = None) -> dict:
     from dataclasses import asdict
 
     from scanner.bench_detect import ZooResult
 
     return asdict(ZooResult(name=name, family="bert", attack=attack, backdoored=backdoored, derived=False,
                             triggers=["cf"] if backdoored else [], verdict="clean", probability=0.5, max_score=score,
-                            paper_rule_verdict="clean", found=[], recalled=[]))
+                            paper_rule_verdict="clean", found=[], recalled=[], planted=planted))
 
 
 def test_bench_calibrate_fits_on_a_zoo_and_rescores_it(tmp_path):
@@ -61,3 +61,19 @@ def test_bench_calibrate_fits_on_a_zoo_and_rescores_it(tmp_path):
     assert verdicts["p0"] == "backdoored" and verdicts["c3"] == "clean" and verdicts["hide"] == "clean"
     assert out["overall"]["tpr"] == 0.75 and out["overall"]["fpr"] == 0.0  # the adaptive model is a miss
     assert "| hide |" in (tmp_path / "re" / "detection.md").read_text()
+
+
+def test_failed_plants_are_listed_not_scored():
+    """A recipe whose plant did not take is no backdoor: neither a hit nor a miss. Adaptive variants count even
+    when they miss the POR target bar (that is their design)."""
+    from scanner.bench_detect import ZooResult, markdown, summarize
+
+    rows = [ZooResult(**_row("c", "clean", False, 2.0)), ZooResult(**_row("p", "por", True, 20.0, planted=True)),
+            ZooResult(**_row("b", "badpre", True, 1.0, planted=False)),
+            ZooResult(**_row("h", "adaptive-hide", True, 1.0, planted=False))]
+    rows = [ZooResult(**{**r.__dict__, "verdict": "backdoored" if r.max_score > 10 else "clean"}) for r in rows]
+    summary = summarize(rows)
+    overall = summary["overall"]
+    assert overall["failed_plants_excluded"] == 1 and overall["backdoored"] == 2
+    assert overall["tpr"] == 0.5  # por found, adaptive-hide missed; badpre not counted
+    assert "| b | True (plant failed: not scored) |" in markdown(summary, "quick", 1.0)
