@@ -245,10 +245,12 @@ CALIBRATION_EXCLUDES = ("adaptive",)  # attacks built against this detector are 
 
 
 def calibrate_from(rows: list[ZooResult], provenance: str):
-    """Fit the verdict's calibration on zoo rows (derived models included, adaptive attacks left out)."""
+    """Fit the verdict's calibration on zoo rows (derived models included; adaptive attacks and plants that did not
+    take left out)."""
     from scanner.calibrate import fit_calibration
 
-    keep = [r for r in rows if r.max_score is not None and not r.attack.startswith(CALIBRATION_EXCLUDES)]
+    keep = [r for r in rows if r.max_score is not None and not r.attack.startswith(CALIBRATION_EXCLUDES)
+            and not r.failed_plant]
     return fit_calibration([r.max_score for r in keep], [r.backdoored for r in keep], provenance)
 
 
@@ -257,6 +259,7 @@ def summarize(rows: list[ZooResult]) -> dict:
     base = [r for r in rows if not r.derived]
     derived = [r for r in rows if r.derived]
     overall = _metrics(base)
+    overall["non_derived_models"] = overall.get("models", 0)
     derived_bad = [r for r in derived if r.backdoored]
     overall.update({
         "attacks": sorted({r.attack for r in rows if r.backdoored}),
@@ -293,7 +296,7 @@ def markdown(summary: dict, profile: str, seconds: float) -> str:
         return (f"| {name} | {m['models']} | {m['tpr']:.2f} | {m['fpr']:.2f} | {m['auc']:.3f} | "
                 f"{m['cross_entropy']:.3f} | {rec} | {m['paper_rule_tpr']:.2f} / {m['paper_rule_fpr']:.2f} |")
 
-    lines.append(row("all (non-derived)", {k: v for k, v in o.items()}))
+    lines.append(row("all (non-derived)", {**o, "models": o.get("non_derived_models", o["models"])}))
     for name, m in summary["per_attack"].items():
         lines.append(row(f"attack {name} (+ clean controls)", m))
     for name, m in summary["per_family"].items():
