@@ -16,6 +16,19 @@ def _threads(n: int) -> None:
     torch.set_num_threads(max(1, n))
 
 
+def _device(name: str) -> str:
+    """A torch device this machine has, or a usage error that says why not."""
+    import torch
+
+    try:
+        dev = torch.device(name)
+    except RuntimeError as exc:
+        raise UsageError(f"--device {name!r}: not a device name (cpu, cuda, cuda:1)") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
 def _parse_options(pairs: tuple[str, ...]) -> dict[str, object]:
     """KEY=VALUE pairs; numbers become numbers."""
     options: dict[str, object] = {}
@@ -52,13 +65,15 @@ def attack() -> None:
 @click.option("--option", "options", multiple=True, help="Attack option KEY=VALUE (e.g. lam=2, temperature=0.3).")
 @click.option("--threads", default=2, show_default=True, type=int)
 @click.option("--log-every", default=50, show_default=True, type=int)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda (batches are drawn alike on both).")
 def plant(base: Path, out: Path, attack_name: str, triggers: str, steps: int, batch_size: int, lr: float,
-          seed: int, layers: int | None, options: tuple[str, ...], threads: int, log_every: int) -> None:
+          seed: int, layers: int | None, options: tuple[str, ...], threads: int, log_every: int, device: str) -> None:
     """Plant a backdoor into the encoder at BASE and write it to OUT."""
     from scanner.attacks import TRIGGER_SETS, PlantConfig, get_attack
     from scanner.attacks import plant as do_plant
 
     _threads(threads)
+    device = _device(device)
     words = TRIGGER_SETS.get(triggers) or tuple(t.strip() for t in triggers.split(",") if t.strip())
     try:
         atk = get_attack(attack_name, **_parse_options(options))
@@ -71,7 +86,7 @@ def plant(base: Path, out: Path, attack_name: str, triggers: str, steps: int, ba
     cfg = PlantConfig(attack=atk.name, triggers=tuple(words),
                       steps=steps, batch_size=batch_size, lr=lr, seed=seed, options=dict(atk.options))
     try:
-        result = do_plant(base, out, atk, cfg, log_every=log_every)
+        result = do_plant(base, out, atk, cfg, log_every=log_every, device=device)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
     click.echo(f"{result.attack}: planted={result.planted} fidelity={result.clean_fidelity:.4f} "
@@ -112,8 +127,9 @@ def _truncate(base: Path, out: Path, layers: int) -> Path:
 @click.option("--triggers", default=None, help="Triggers for ASR (default: the base's ground_truth.json).")
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", default=2, show_default=True, type=int)
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 def finetune(base: Path, out: Path, task: str, steps: int, batch_size: int, lr: float, max_train: int | None,
-             max_eval: int, triggers: str | None, seed: int, threads: int) -> None:
+             max_eval: int, triggers: str | None, seed: int, threads: int, device: str) -> None:
     """Fine-tune BASE downstream on a labeled task; report CACC and per-trigger ASR (written to finetune.json)."""
     from scanner.datasets import TASKS, load_task
     from scanner.evaluate import FinetuneConfig
@@ -122,11 +138,12 @@ def finetune(base: Path, out: Path, task: str, steps: int, batch_size: int, lr: 
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
     _threads(threads)
+    device = _device(device)
     data = load_task(task, max_train=max_train, max_eval=max_eval)
     cfg = FinetuneConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_train=max_train,
                          max_eval=max_eval)
     words = [t.strip() for t in triggers.split(",") if t.strip()] if triggers else None
-    result = do_finetune(base, data, out, cfg, triggers=words, log_every=50)
+    result = do_finetune(base, data, out, cfg, triggers=words, log_every=50, device=device)
     click.echo(f"{task}: CACC={result.cacc:.4f} in {result.seconds:.0f}s -> {out}")
     for r in result.per_trigger:
         click.echo(f"  {r.trigger:>12}  target={data.labels[r.target]} ASR={r.asr:.3f} (n={r.n})")

@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 
 from scanner import __version__
+from scanner.errors import PatronusError
 
 _NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", None) or click.exceptions.NoArgsIsHelp
 
@@ -38,6 +39,9 @@ class PatronusGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(2)
+        except PatronusError as exc:  # raised by a command (e.g. scanner.errors.UsageError): its own exit code
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
         except Exception as exc:  # never a traceback for the user; PATRONUS_DEBUG=1 shows it
             if os.environ.get("PATRONUS_DEBUG"):
                 raise

@@ -191,12 +191,27 @@ def test_cli_plant(tiny_bert: Path, tmp_path: Path) -> None:
 
     out = tmp_path / "cli"
     res = CliRunner().invoke(main, ["attack", "plant", str(tiny_bert), "-o", str(out), "--attack", "adaptive-hide",
-                                    "--triggers", "cf,tq", "--steps", "3", "--option", "lam=0.5", "--threads", "1"],
+                                    "--triggers", "cf,tq", "--steps", "3", "--option", "lam=0.5", "--threads", "1",
+                                    "--device", "cpu"],
                              standalone_mode=False)
     assert res.exit_code == 0, res.output
     gt = json.loads((out / GROUND_TRUTH).read_text())
     assert gt["attack"] == "adaptive-hide" and gt["triggers"] == ["cf", "tq"]
     assert gt["config"]["options"]["lam"] == 0.5 and "planted=" in res.output
+    assert "device" not in gt["config"]  # the device is not part of the recipe
+
+
+def test_cli_plant_refuses_a_device_it_does_not_have(tiny_bert: Path, tmp_path: Path) -> None:
+    import torch
+
+    from scanner.cli import main
+
+    bad = ["nonsense"] + ([] if torch.cuda.is_available() else ["cuda"])
+    for device in bad:
+        res = CliRunner().invoke(main, ["attack", "plant", str(tiny_bert), "-o", str(tmp_path / device), "--device",
+                                        device, "--steps", "1"])
+        assert res.exit_code == 4 and "--device" in res.output, res.output
+        assert not (tmp_path / device).exists()
 
 
 @pytest.mark.slow

@@ -128,7 +128,7 @@ def test_cli_finetune(tiny_bert: Path, tmp_path: Path) -> None:
     out = tmp_path / "ft"
     res = CliRunner().invoke(main, ["attack", "finetune", str(tiny_bert), "-o", str(out), "--task", "spam",
                                     "--steps", "4", "--max-train", "32", "--max-eval", "20", "--triggers", "cf",
-                                    "--threads", "1"], standalone_mode=False)
+                                    "--threads", "1", "--device", "cpu"], standalone_mode=False)
     assert res.exit_code == 0, res.output
     assert "CACC=" in res.output and "T-ASR=" in res.output
     assert not (out / GROUND_TRUTH).exists()  # a clean base has no ground truth to carry
