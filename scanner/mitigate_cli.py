@@ -122,10 +122,13 @@ def monitor(texts: tuple[str, ...], report_path: Path, fmt: str, strip_: bool, m
 @click.option("--no-lookalikes", is_flag=True, help="Purify the report's triggers only, not their look-alikes.")
 @click.option("--rescan", type=click.Choice(["none", "quick", "standard"]), default="none", show_default=True,
               help="Scan the purified model and add the verdict to purification.json.")
+@click.option("--rounds", type=click.IntRange(1, 10), default=1, show_default=True,
+              help="Purify, rescan, and purify again from what the rescan still finds, up to this many rounds "
+                   "(rescans with --rescan's profile, quick when none).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def purify(target: str, report_path: Path, output: Path, steps: int, lr: float, batch_size: int, seed: int,
            checkpoint_every: int, device: str, corpus: Path | None, no_lookalikes: bool, rescan: str,
-           quiet: bool) -> int:
+           rounds: int, quiet: bool) -> int:
     """Remove the backdoor of TARGET (a local model folder or hub repo id) by adversarial pre-training on the
     triggers its scan report recovered. Writes a safetensors model, its tokenizer, purification.json and
     purification.html (the before/after table).
@@ -138,7 +141,13 @@ def purify(target: str, report_path: Path, output: Path, steps: int, lr: float, 
     from scanner.encoder import resolve_device
     from scanner.errors import PatronusError, UsageError
     from scanner.fetch import ModelRef, fetch
-    from scanner.mitigate.purify import PurifyConfig, StepInfo, render_purification_text, rescan_record
+    from scanner.mitigate.purify import (
+        PurifyConfig,
+        StepInfo,
+        purify_rounds,
+        render_purification_text,
+        rescan_record,
+    )
     from scanner.mitigate.purify import purify as run_purify
 
     report = _load_report(report_path)
@@ -159,9 +168,23 @@ def purify(target: str, report_path: Path, output: Path, steps: int, lr: float, 
         cfg = PurifyConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
                            lookalikes=not no_lookalikes, device=str(resolve_device(device)))
         sentences = load_corpus(corpus) if corpus else None
-        record = run_purify(local, report, output, cfg, corpus=sentences, on_step=on_step)
-        if rescan != "none":
-            record = rescan_record(output, record, rescan)
+        if rounds > 1:
+            def on_round(number: int, rec: dict) -> None:
+                nonlocal bar
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                scan = rec["rescan"]
+                click.echo(f"round {number}: rescan {scan['verdict']} (P {scan['probability']:.3f})"
+                           + (f", still found: {', '.join(scan['triggers'])}" if scan["triggers"] else ""), err=True)
+
+            record = purify_rounds(local, report, output, cfg, rounds=rounds,
+                                   profile=rescan if rescan != "none" else "quick", corpus=sentences,
+                                   on_step=on_step, on_round=on_round)
+        else:
+            record = run_purify(local, report, output, cfg, corpus=sentences, on_step=on_step)
+            if rescan != "none":
+                record = rescan_record(output, record, rescan)
         write_purification_page(output, record)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from exc

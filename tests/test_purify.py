@@ -250,3 +250,23 @@ def test_purified_model_scans_clean(purified: tuple[Path, dict]) -> None:
     out, _ = purified
     report = scan(str(out), ScanConfig(profile="quick", device="cpu"))
     assert report.verdict.value == "clean", [(t.text, t.score) for t in report.triggers]
+
+
+@pytest.mark.slow
+def test_rounds_purify_what_the_first_rescan_still_finds(por_l2: Path, por_report: Report, tmp_path: Path) -> None:
+    """A report that names only cf: round 1 removes cf, its rescan surfaces mn / obelisk, round 2 removes those."""
+    from scanner.mitigate.purify import purify_rounds, render_purification_text
+
+    data = por_report.to_dict()
+    only_cf = Report.from_dict({**data, "triggers": [t for t in data["triggers"] if t["text"] == "cf"]})
+    assert [t.text for t in only_cf.triggers] == ["cf"]
+    rounds_seen: list[int] = []
+    record = purify_rounds(por_l2, only_cf, tmp_path / "p", PurifyConfig(steps=CI_STEPS), rounds=3,
+                           on_round=lambda n, rec: rounds_seen.append(n))
+    history = record["rounds"]
+    assert history[0]["purified"] == ["cf"] and history[0]["rescan"]["verdict"] != "clean"
+    assert len(history) >= 2 and rounds_seen == [h["round"] for h in history]
+    assert history[-1]["rescan"]["verdict"] == "clean", history
+    assert json.loads((tmp_path / "p" / RECORD).read_text())["rounds"] == history
+    assert not (tmp_path / "p.round2").exists()
+    assert "round 2: purified" in render_purification_text(record)

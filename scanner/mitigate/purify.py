@@ -440,18 +440,56 @@ def _record(report: Report, target: Path, out: Path, cfg: PurifyConfig, units: l
     }
 
 
-def rescan_record(out: Path | str, record: dict[str, Any], profile: str = "quick") -> dict[str, Any]:
-    """Scan the purified model at `out` and add the verdict to its purification.json."""
+def _rescan(out: Path, record: dict[str, Any], profile: str) -> tuple[dict[str, Any], Report]:
+    """Scan the purified model at `out`; the record with the verdict added, and the scan's report."""
     from scanner.config import ScanConfig
     from scanner.pipeline import scan
 
-    out = Path(out)
     report = scan(str(out), ScanConfig(profile=profile, device=record["config"].get("device", "cpu")))
     record = {**record, "rescan": {
         "profile": profile, "verdict": report.verdict.value, "probability": report.probability,
         "triggers": [t.text for t in report.triggers],
         "max_score": (report.scan.config or {}).get("evidence", {}).get("max_score"),
     }}
+    (out / RECORD).write_text(json.dumps(record, indent=2))
+    return record, report
+
+
+def rescan_record(out: Path | str, record: dict[str, Any], profile: str = "quick") -> dict[str, Any]:
+    """Scan the purified model at `out` and add the verdict to its purification.json."""
+    return _rescan(Path(out), record, profile)[0]
+
+
+def purify_rounds(target: Path | str, report: Report, out: Path | str, cfg: PurifyConfig | None = None,
+                  rounds: int = 2, profile: str = "quick", corpus: Sequence[str] | None = None,
+                  on_step: Callable[[StepInfo], None] | None = None,
+                  on_round: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+    """Purify, rescan, and while the rescan still names triggers purify the result again from them (at most
+    `rounds` rounds). A scan reports what dominates a model: once the strongest triggers are gone, a weaker one
+    (measured: NeuBA's multi-piece 'obelisk', score 30.8 after cf and mn were purified) becomes the best candidate.
+    Each round starts from the previous round's model; the final model and record are at `out`, the record with
+    a `rounds` list (what each round purified and what its rescan found)."""
+    out = Path(out)
+    current, current_report, history = Path(target), report, []
+    record: dict[str, Any] = {}
+    for number in range(1, max(1, rounds) + 1):
+        dest = out if number == 1 else out.with_name(f"{out.name}.round{number}")
+        record = purify(current, current_report, dest, cfg, corpus=corpus, on_step=on_step)
+        if not record.get("complete", True):
+            return record  # interrupted: the checkpoint in `dest` is resumed by the same call
+        record, current_report = _rescan(dest, record, profile)
+        if dest != out:  # the round's model replaces the previous one
+            shutil.rmtree(out)
+            dest.rename(out)
+        history.append({"round": number, "purified": [row["trigger"] for row in record["table"]
+                                                      if row.get("source") == "trigger"],
+                        "rescan": record["rescan"]})
+        if on_round:
+            on_round(number, record)
+        if current_report.verdict.value == "clean" or not current_report.triggers:
+            break
+        current = out
+    record = {**record, "target": str(target), "output": str(out), "rounds": history}
     (out / RECORD).write_text(json.dumps(record, indent=2))
     return record
 
@@ -521,6 +559,10 @@ def render_purification_text(record: dict[str, Any]) -> str:
     if record.get("rescan"):
         scan = record["rescan"]
         lines.append(f"rescan ({scan['profile']}): {scan['verdict']}, P(backdoored) {fmt_cell(scan['probability'])}")
+    for item in record.get("rounds") or []:
+        found = ", ".join(item["rescan"]["triggers"]) or "nothing"
+        lines.append(f"round {item['round']}: purified {', '.join(item['purified'])}; rescan "
+                     f"{item['rescan']['verdict']}, found {found}")
     rows = [list(TABLE_COLUMNS)] + purification_rows(record)
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
