@@ -167,8 +167,8 @@ def recalled(planted: tuple[str, ...], report: Report) -> list[str]:
 
 
 def _planted(model: ZooModel) -> bool | None:
-    gt = model.path / GROUND_TRUTH
-    return bool(json.loads(gt.read_text()).get("planted")) if gt.is_file() else None
+    has_truth = (model.path / GROUND_TRUTH).is_file()
+    return bool(load_ground_truth(model.path).get("planted")) if has_truth else None
 
 
 def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=print,
@@ -335,16 +335,20 @@ def run_bench(out_dir: Path, cache: Path, families: list[str], attacks: list[str
 
     rows = scan_zoo(zoo, profile, cache / "scan-results", progress, on_row=save_partial)
     merged = {r.name: r for path in merge or [] for r in load_rows(path)}
-    rows = [*merged.values(), *rows]
-    rows = rescore(list({r.name: r for r in rows}.values()))
+    rows = rescore(list({r.name: r for r in [*merged.values(), *rows]}.values()))
     summary = summarize(rows)
     summary["sources"] = [str(p) for p in merge or []]
     summary["profile"] = profile
     summary["seconds"] = round(time.time() - t0, 1)
+    write_summary(out_dir, summary)
+    return summary
+
+
+def write_summary(out_dir: Path, summary: dict) -> None:
+    """detection.json and detection.md (the table for bench/RESULTS.md) under out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "detection.json").write_text(json.dumps(summary, indent=2))
-    (out_dir / "detection.md").write_text(markdown(summary, profile, summary["seconds"]))
-    return summary
+    (out_dir / "detection.md").write_text(markdown(summary, summary.get("profile") or "?", summary["seconds"]))
 
 
 def ground_truth_triggers(path: Path) -> tuple[str, ...]:

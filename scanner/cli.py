@@ -210,7 +210,7 @@ def bench_calibrate(detection: Path, write: bool, out: Path | None) -> int:
     """Fit P(backdoored) on a zoo's detection.json (adaptive attacks left out) and show or ship it."""
     from dataclasses import asdict
 
-    from scanner.bench_detect import calibrate_from, load_rows, markdown, rescore, summarize
+    from scanner.bench_detect import calibrate_from, load_rows, rescore, summarize, write_summary
     from scanner.calibrate import as_calibration, write_calibration
 
     rows = load_rows(detection)
@@ -225,9 +225,7 @@ def bench_calibrate(detection: Path, write: bool, out: Path | None) -> int:
         summary = {**summarize(rescore(rows, as_calibration(fit))), "profile": data.get("profile"),
                    "seconds": data.get("seconds", 0.0), "sources": data.get("sources", []),
                    "calibration": asdict(fit)}
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "detection.json").write_text(json.dumps(summary, indent=2))
-        (out / "detection.md").write_text(markdown(summary, summary["profile"] or "?", summary["seconds"]))
+        write_summary(out, summary)
         o = summary["overall"]
         click.echo(f"rescored: TPR {o['tpr']:.2f} FPR {o['fpr']:.2f} AUC {o['auc']:.3f}")
     return 0
