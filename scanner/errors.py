@@ -1,4 +1,7 @@
-"""Errors the pipeline raises on purpose; each carries the CLI exit code and a report error code."""
+"""Errors the pipeline raises on purpose; each carries the CLI exit code, a report error code, and whether a
+service retry could help (`retryable`: network and hub hiccups yes; size bound, usage, nothing scannable, access
+refused no). The service decides retries by `retryable_code(code)`, never by a list of code strings of its own.
+"""
 
 from __future__ import annotations
 
@@ -8,24 +11,35 @@ class PatronusError(Exception):
 
     exit_code = 2
     code = "scan_failed"
+    retryable = False
 
 
 class FetchError(PatronusError):
-    """The model could not be fetched (network, missing repo, bad revision, size bound)."""
+    """The model could not be fetched (network, missing repo, bad revision)."""
 
     code = "fetch_failed"
+    retryable = True
+
+
+class SizeLimitError(FetchError):
+    """The model is over the size bound (--max-size / PATRONUS_SCAN_MAX_SIZE): retrying cannot help."""
+
+    code = "too_large"
+    retryable = False
 
 
 class GatedRepoError(FetchError):
     """The hub refused access (gated or private repo without a valid token)."""
 
     code = "access_denied"
+    retryable = False
 
 
 class ModelLoadError(PatronusError):
     """The weights or config could not be read."""
 
     code = "load_failed"
+    retryable = False
 
 
 class NothingScannableError(PatronusError):
@@ -33,6 +47,7 @@ class NothingScannableError(PatronusError):
 
     exit_code = 3
     code = "nothing_scannable"
+    retryable = False
 
 
 class UsageError(PatronusError):
@@ -40,3 +55,22 @@ class UsageError(PatronusError):
 
     exit_code = 4
     code = "usage"
+    retryable = False
+
+
+def _classes(root: type[PatronusError] = PatronusError) -> list[type[PatronusError]]:
+    out = [root]
+    for sub in root.__subclasses__():
+        out.extend(_classes(sub))
+    return out
+
+
+def error_class(code: str | None) -> type[PatronusError] | None:
+    """The error class whose `code` is `code` (None for codes no class declares)."""
+    return next((cls for cls in _classes() if cls.code == code), None)
+
+
+def retryable_code(code: str | None) -> bool:
+    """Whether a failure with this report error code is worth retrying (unknown codes: no)."""
+    cls = error_class(code)
+    return bool(cls is not None and cls.retryable)

@@ -26,7 +26,7 @@ from tqdm.std import tqdm
 
 from scanner import __version__
 from scanner.config import DEFAULT_MAX_SIZE
-from scanner.errors import FetchError, GatedRepoError, UsageError
+from scanner.errors import FetchError, GatedRepoError, SizeLimitError, UsageError
 from scanner.progress import Progress, silent
 from scanner.report import Skipped
 
@@ -252,7 +252,7 @@ def _is_module_config(pure: PurePosixPath) -> bool:
 
 def _check_size(size: int, max_size: int) -> None:
     if size > max_size:
-        raise FetchError(f"model is {_human(size)}, over --max-size {_human(max_size)}")
+        raise SizeLimitError(f"model is {_human(size)}, over --max-size {_human(max_size)}")
 
 
 def _human(n: int) -> str:
