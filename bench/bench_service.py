@@ -42,8 +42,8 @@ from db.migrate import upgrade  # noqa: E402
 from db.models import Finding, Model, Revision, Scan  # noqa: E402
 from db.repo import ScanKey  # noqa: E402
 from db.session import make_engine, make_session_factory  # noqa: E402
-from scanner.settings import Settings  # noqa: E402
 from tasks.context import TaskContext  # noqa: E402
+from tasks.settings import Settings  # noqa: E402
 from tests.hub_stub import HubStub  # noqa: E402
 from tests.service.conftest import WorkerProcess, model_files, worker_env  # noqa: E402
 
@@ -294,7 +294,7 @@ def bench_pages(settings: Settings, engine, scans: int, requests: int, concurren
 def bench_worker(settings: Settings, engine, n: int, tmp: Path) -> dict:
     import torch
 
-    from scanner.attacks.base_models import build_base
+    from scanner.research.base_models import build_base
     from web.app import create_app
 
     torch.set_num_threads(1)

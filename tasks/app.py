@@ -18,7 +18,7 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Exchange, Queue
 
-from scanner.settings import Settings, get_settings
+from tasks.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from functools import lru_cache
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
-from scanner.settings import Settings, get_settings
+from tasks.settings import Settings, get_settings
 
 Enqueue = Callable[[int, str], None]  # (scan id, celery task id) -> sends the message
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from db.models import Scan
 from db.repo import report_of
 from db.session import session_scope
-from scanner.settings import data_dir
 from tasks.context import TaskContext
+from tasks.settings import data_dir
 
 SUFFIX = {"html": "html", "sarif": "sarif", "json": "json", "text": "txt"}
 

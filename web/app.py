@@ -8,8 +8,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from scanner import __version__
-from scanner.settings import Settings, get_settings
 from tasks.context import Enqueue, sessions_for
+from tasks.settings import Settings, get_settings
 from web import api, pages
 from web.context import WebContext
 

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request
 from sqlalchemy.orm import Session, sessionmaker
 
-from scanner.settings import Settings
 from tasks.context import Enqueue
+from tasks.settings import Settings
 
 
 @dataclass

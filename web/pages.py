@@ -23,7 +23,7 @@ from sqlalchemy.orm import joinedload
 from db.models import Model, Scan
 from db.repo import ScanFilter, find_model, lineage_of, list_scans, report_of
 from db.session import session_scope
-from scanner.settings import SUPPORTED_FAMILIES
+from tasks.settings import SUPPORTED_FAMILIES
 from web.context import WebContext, get_context
 
 router = APIRouter()

@@ -16,7 +16,7 @@ def _url() -> str:
     url = config.attributes.get("database_url") or config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from scanner.settings import get_settings
+    from tasks.settings import get_settings
 
     settings = get_settings()
     settings.ensure_data_dir()

@@ -13,7 +13,7 @@ import click
 
 
 def _settings():
-    from scanner.settings import get_settings
+    from tasks.settings import get_settings
 
     settings = get_settings()
     settings.ensure_data_dir()
@@ -55,8 +55,8 @@ def worker(queues: str | None, pool: str, concurrency: int, beat: bool, hostname
     """Run a Celery worker for scans (gpu queue) and discovery (default queue)."""
     settings = _settings()
     _auto_migrate(settings)
-    from scanner.settings import data_dir
     from tasks.app import app
+    from tasks.settings import data_dir
 
     queues = queues or f"{settings.gpu_queue},{settings.default_queue}"
     argv = ["worker", f"--pool={pool}", f"--concurrency={concurrency}", f"--queues={queues}",
@@ -73,8 +73,8 @@ def worker(queues: str | None, pool: str, concurrency: int, beat: bool, hostname
 def beat(loglevel: str, schedule: str | None) -> None:
     """Run the beat scheduler (discovery every PATRONUS_DISCOVERY_INTERVAL_S, stale-scan recovery)."""
     _settings()
-    from scanner.settings import data_dir
     from tasks.app import app
+    from tasks.settings import data_dir
 
     app.start(["beat", f"--loglevel={loglevel}", f"--schedule={schedule or data_dir() / 'celerybeat-schedule'}"])
 

@@ -23,8 +23,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine
-from scanner.settings import Settings
 from tasks.context import TaskContext
+from tasks.settings import Settings
 from tests.hub_stub import HubStub
 
 REPO = Path(__file__).resolve().parents[2]
@@ -147,7 +147,7 @@ def tiny_model(tmp_path_factory) -> Path:
     """A real (random-weight) 2-layer BERT with a real tokenizer, safetensors."""
     import torch
 
-    from scanner.attacks.base_models import build_base
+    from scanner.research.base_models import build_base
 
     torch.set_num_threads(1)
     return build_base("bert", tmp_path_factory.mktemp("models") / "tiny-bert", layers=2, hidden=32)

@@ -6,8 +6,8 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
-from scanner.settings import Settings, get_settings
 from tasks.app import DISCOVER, PURIFY, REQUEUE_STALE, SCAN, celery_config
+from tasks.settings import Settings, get_settings
 
 pytestmark = pytest.mark.service
 
