@@ -74,3 +74,10 @@ def retryable_code(code: str | None) -> bool:
     """Whether a failure with this report error code is worth retrying (unknown codes: no)."""
     cls = error_class(code)
     return bool(cls is not None and cls.retryable)
+
+
+class PolicyError(UsageError):
+    """The adoption gate's policy ([tool.patronus] / patronus.toml) or lock file is invalid or has unknown keys."""
+
+    code = "policy_invalid"
+    retryable = False
