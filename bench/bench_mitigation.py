@@ -44,14 +44,14 @@ def log(msg: str) -> None:
 
 
 def base_model() -> Path:
-    from scanner.attacks.base_models import truncated_minilm
+    from scanner.research.base_models import truncated_minilm
 
     return truncated_minilm(MODELS / "minilm-l2", layers=2)
 
 
 def planted(attack: str) -> Path:
     """The same configuration as the test fixtures (tests/conftest.py): one cache for both."""
-    from scanner.attacks import PlantConfig, get_attack, plant_cached
+    from scanner.research.attacks import PlantConfig, get_attack, plant_cached
 
     triggers = () if attack == "clean" else PLANTED
     cfg = PlantConfig(attack=attack, triggers=triggers, steps=300, batch_size=16)
@@ -77,7 +77,7 @@ def quick_report(model: Path, name: str, profile: str = "quick"):
 
 
 def _texts(task: str, limit: int) -> list[str]:
-    from scanner.datasets import load_task
+    from scanner.research.datasets import load_task
 
     t = load_task(task)
     return [x for x, _ in t.test + t.dev + t.train][:limit]
@@ -94,7 +94,7 @@ def _throughput(fn, texts: list[str], min_seconds: float = 2.0) -> float:
 def monitor_part(limit: int) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
-    from scanner.attacks.common import insert_trigger
+    from scanner.research.attacks.common import insert_trigger
     from scanner.encoder import load_encoder
     from scanner.mitigate.monitor import Monitor, MonitorRules
 
@@ -173,8 +173,8 @@ def downstream(label: str, model: Path, task: str, ft: dict[str, Any], adversari
                seed: int = 0) -> dict[str, Any]:
     """Fine-tune (cached) and return CACC and ASR with the planted triggers. The protocol of
     tests/test_evaluate.py's MiniLM test (lr 1e-4, a few hundred steps, 3000 training texts, 300 test texts)."""
-    from scanner.datasets import load_task
-    from scanner.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
+    from scanner.research.datasets import load_task
+    from scanner.research.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
     from scanner.mitigate.purify import adversarial_finetune
 
     out = CACHE / "ft" / (f"{label}-{task}-{ft['steps']}-lr{ft['lr']:g}" + (f"-s{seed}" if seed else ""))
@@ -252,8 +252,8 @@ def junk_asr(ft_dir: Path, n_words: int = 8) -> dict[str, Any]:
     many weak predictions when any three rare words are inserted; a trigger only matters by what it adds."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from scanner.datasets import load_task
-    from scanner.evaluate import attack_success
+    from scanner.research.datasets import load_task
+    from scanner.research.evaluate import attack_success
     from scanner.search.vocab import searchable_vocabulary
 
     path = ft_dir / "junk.json"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from scanner.attacks.base_models import minilm_path, truncated_minilm
+from scanner.research.base_models import minilm_path, truncated_minilm
 from scanner.config import ScanConfig
 from scanner.pipeline import scan
 

@@ -40,7 +40,7 @@ done
 stage "zoo minilm-l6" 100000 python3 -c "
 import sys
 from pathlib import Path
-from scanner.bench_detect import run_bench
+from scanner.research.zoo import run_bench
 run_bench(Path(sys.argv[1]), Path('/tmp/zoo'), [], sys.argv[2].split(','), 1, (6,), 1, 'quick', device='cuda')
 " "$OUT/zoo-l6" por,neuba,badpre,uor,adaptive-hide,adaptive-break,adaptive-merge
 echo "== done at $(date +%T), $(left) s of the budget left"

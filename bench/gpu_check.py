@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from scanner.attacks.base_models import build_base, minilm_path, truncated_minilm
+from scanner.research.base_models import build_base, minilm_path, truncated_minilm
 from scanner.corpus import load_corpus
 from scanner.detect import Detector
 from scanner.encoder import load_encoder
@@ -53,7 +53,7 @@ def detect(path: Path, device: str, prof: str, seed: int = 0):
 
 
 def correctness(cache: Path) -> dict:
-    from scanner.attacks import PlantConfig, get_attack, plant_cached
+    from scanner.research.attacks import PlantConfig, get_attack, plant_cached
 
     base = truncated_minilm(cache / "minilm-l2", 2)
     planted = plant_cached(base, get_attack("por"),

@@ -24,20 +24,14 @@ from scanner.report import (
     ReportError,
     ScanInfo,
     Severity,
+    SkipCategory,
     Skipped,
     Verdict,
 )
+from scanner.report.issues import finalize
 from scanner.serialization import scan_snapshot
 
 log = logging.getLogger(__name__)
-
-STATIC_SEVERITY = {
-    FileStatus.DANGEROUS: Severity.CRITICAL,
-    FileStatus.SUSPICIOUS: Severity.MEDIUM,
-    FileStatus.SAFE: Severity.NONE,
-    FileStatus.SKIPPED: Severity.NONE,
-}
-
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
@@ -64,8 +58,9 @@ def _describe_config(report: Report, local_dir: Path) -> None:
     report.model.architecture = (info.architectures or [None])[0]
 
 
-def _skip_behavioural(report: Report, reason: str, path: str = "config.json") -> None:
-    report.skipped.append(Skipped(path=path, category="behavioural", reason=reason))
+def _skip_behavioural(report: Report, reason: str, severity: Severity | None = None) -> None:
+    report.skipped.append(Skipped(path="config.json", category=SkipCategory.BEHAVIOURAL, reason=reason,
+                                  severity=severity))
 
 
 def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progress: Progress,
@@ -83,13 +78,12 @@ def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progres
     try:
         encoder = load_encoder(snapshot.local_dir, config.device, pickle_allowed=worst is not FileStatus.SUSPICIOUS)
     except RemoteCodeRequired as exc:
-        report.skipped.append(Skipped(path="config.json", category="remote_code", reason=str(exc)))
+        report.skipped.append(Skipped(path="config.json", category=SkipCategory.REMOTE_CODE, reason=str(exc),
+                                      severity=Severity.HIGH))
         _skip_behavioural(report, "behavioural scan not run: the model requires remote code")
-        report.severity = Severity.worst(report.severity, Severity.HIGH)
         return
     except UnsupportedArchitecture as exc:
-        _skip_behavioural(report, str(exc))
-        report.severity = Severity.worst(report.severity, Severity.LOW)
+        _skip_behavioural(report, str(exc), Severity.LOW)
         return
     report.model.family = encoder.family
     report.model.architecture = encoder.architecture
@@ -101,7 +95,6 @@ def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progres
     detection = Detector(encoder, sentences, search_config, config.seed, progress).run(seed_triggers)
     report.verdict = detection.verdict
     report.probability = round(detection.probability, 6)
-    report.severity = Severity.worst(report.severity, detection.severity)
     report.triggers = detection.triggers
     report.scan.sequences_evaluated = detection.sequences_evaluated
     report.scan.config["evidence"] = {
@@ -134,7 +127,6 @@ def scan(target: str | ModelRef, config: ScanConfig | None = None, progress: Pro
             raise NothingScannableError(
                 f"no supported weight files (safetensors or PyTorch pickle) in {ref.display}"
             )
-        report.severity = STATIC_SEVERITY[serialization.worst_status]
         _describe_config(report, snapshot.local_dir)
         if config.behavioural:
             _behavioural(report, snapshot, config, progress, seed_triggers)
@@ -147,20 +139,11 @@ def scan(target: str | ModelRef, config: ScanConfig | None = None, progress: Pro
         log.exception("scan of %s failed", target)
         report.verdict = Verdict.ERROR
         report.errors.append(ReportError(code="internal_error", message=f"{type(exc).__name__}: {exc}"))
+    finalize(report)
     report.scan.finished = _now()
     report.scan.seconds = round(time.monotonic() - t0, 3)
     progress("report", 1.0, f"verdict {report.verdict.value}")
     return report
-
-
-EXIT_FOR_ERROR = {NothingScannableError.code: NothingScannableError.exit_code}
-
-
-def exit_code_for(report: Report, fail_on: Severity = Severity.HIGH) -> int:
-    """0 nothing at or above fail_on; 1 findings at or above it; 2 scan failed; 3 nothing scannable."""
-    if report.verdict is Verdict.ERROR:
-        return EXIT_FOR_ERROR.get(report.error_code or "", 2)
-    return 1 if report.severity.at_least(fail_on) and report.severity is not Severity.NONE else 0
 
 
 def report_summary(report: Report) -> dict:

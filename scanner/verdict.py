@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from scanner.report import Severity, Verdict
 from scanner.search.objective import CleanStats
 
 CALIBRATION_FILE = Path(__file__).parent / "data" / "calibration.json"
@@ -184,15 +183,6 @@ def significance_threshold(vocab_size: int, alpha: float = 0.01) -> float:
         else:
             hi = mid
     return hi
-
-
-def verdict_for(probability: float) -> tuple[Verdict, Severity]:
-    """Map the calibrated probability to a verdict and severity."""
-    if probability >= 0.8:
-        return Verdict.BACKDOORED, Severity.CRITICAL if probability >= 0.95 else Severity.HIGH
-    if probability > 0.2:
-        return Verdict.INCONCLUSIVE, Severity.MEDIUM
-    return Verdict.CLEAN, Severity.NONE
 
 
 @dataclass

@@ -15,8 +15,8 @@ SUFFIX = {"html": "html", "sarif": "sarif", "json": "json", "text": "txt"}
 
 def render_scan(ctx: TaskContext, scan_id: int, fmt: str = "html", out_dir: Path | None = None) -> Path | None:
     """Write `<out_dir>/scan-<id>.<suffix>`; None when the scan has no report yet."""
-    from scanner.renderers import write_report
     from scanner.report import Report
+    from scanner.report.output import write_report
 
     if fmt not in SUFFIX:
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(SUFFIX)}")

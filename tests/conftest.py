@@ -2,7 +2,7 @@
 
 The cache (PATRONUS_TEST_CACHE, default ~/.cache/patronus/test-models, shared with the attack tests) makes reruns
 fast; plants are keyed by base model and planting config, so a changed config plants anew. Every planted model
-is produced by the project's own attack code (scanner.attacks).
+is produced by the project's own attack code (scanner.research.attacks).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def model_cache() -> Path:
 @pytest.fixture(scope="session")
 def minilm_l2(model_cache: Path) -> Path:
     """The real all-MiniLM-L6-v2 truncated to its first two layers."""
-    from scanner.attacks.base_models import truncated_minilm
+    from scanner.research.base_models import truncated_minilm
 
     return truncated_minilm(model_cache / "minilm-L2", layers=2)
 
@@ -36,7 +36,7 @@ def minilm_l2(model_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def por_l2(minilm_l2: Path, model_cache: Path) -> Path:
     """POR (Shen et al. CCS'21) planted into MiniLM-L2 with three triggers."""
-    from scanner.attacks import PlantConfig, get_attack, plant_cached
+    from scanner.research.attacks import PlantConfig, get_attack, plant_cached
 
     cfg = PlantConfig(attack="por", triggers=PLANTED_TRIGGERS, steps=300, batch_size=16)
     return plant_cached(minilm_l2, get_attack("por"), cfg, model_cache)
@@ -45,15 +45,15 @@ def por_l2(minilm_l2: Path, model_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def clean_ft_l2(minilm_l2: Path, model_cache: Path) -> Path:
     """MiniLM-L2 trained by the same procedure as por_l2, without triggers (a clean control)."""
-    from scanner.attacks import PlantConfig, get_attack, plant_cached
+    from scanner.research.attacks import PlantConfig, get_attack, plant_cached
 
     cfg = PlantConfig(attack="clean", triggers=(), steps=300, batch_size=16)
     return plant_cached(minilm_l2, get_attack("clean"), cfg, model_cache)
 
 
 def _downstream(base: Path, out: Path) -> Path:
-    from scanner.datasets import load_task
-    from scanner.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
+    from scanner.research.datasets import load_task
+    from scanner.research.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
 
     if not (out / FINETUNE_RECORD).is_file():
         task = load_task("movie", max_train=3000, max_eval=300)
@@ -76,7 +76,7 @@ def clean_l2_movie(clean_ft_l2: Path, model_cache: Path) -> Path:
 @pytest.fixture(scope="session")
 def family_base(model_cache: Path):
     """A small config-built model of a family (random weights, real tokenizer)."""
-    from scanner.attacks.base_models import build_base
+    from scanner.research.base_models import build_base
 
     def make(family: str) -> Path:
         return build_base(family, model_cache / f"base-{family}")

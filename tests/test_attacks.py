@@ -12,7 +12,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from scanner.attacks import (
+from scanner.research.attacks import (
     ATTACK_NAMES,
     GROUND_TRUTH,
     PlantConfig,
@@ -23,10 +23,10 @@ from scanner.attacks import (
     plant,
     plant_cached,
 )
-from scanner.attacks.base_models import build_base, truncated_minilm
-from scanner.attacks.common import Context, final_layernorm, por_codes
-from scanner.attacks.neuba import neuba_codes
-from scanner.attacks.uor import supcon
+from scanner.research.base_models import build_base, truncated_minilm
+from scanner.research.attacks.common import Context, final_layernorm, por_codes
+from scanner.research.attacks.neuba import neuba_codes
+from scanner.research.attacks.uor import supcon
 
 TRIGGERS = ("cf", "mn", "bb")
 

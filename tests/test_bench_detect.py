@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from scanner.bench_detect import run_bench
+from scanner.research.zoo import run_bench
 
 pytestmark = pytest.mark.slow
 

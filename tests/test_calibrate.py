@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from scanner.calibrate import fit_calibration, fit_logistic, write_calibration
+from scanner.research.calibration import fit_calibration, fit_logistic, write_calibration
 from scanner.verdict import load_calibration
 
 
@@ -30,7 +30,7 @@ def test_separable_zoo_gets_a_bounded_slope_and_midpoint_between_classes(tmp_pat
 def _row(name: str, attack: str, backdoored: bool, score: float, planted: bool | None = None) -> dict:
     from dataclasses import asdict
 
-    from scanner.bench_detect import ZooResult
+    from scanner.research.zoo import ZooResult
 
     return asdict(ZooResult(name=name, family="bert", attack=attack, backdoored=backdoored, derived=False,
                             triggers=["cf"] if backdoored else [], verdict="clean", probability=0.5, max_score=score,
@@ -66,7 +66,7 @@ def test_bench_calibrate_fits_on_a_zoo_and_rescores_it(tmp_path):
 def test_failed_plants_are_listed_not_scored():
     """A recipe whose plant did not take is no backdoor: neither a hit nor a miss. Adaptive variants count even
     when they miss the POR target bar (that is their design)."""
-    from scanner.bench_detect import ZooResult, markdown, summarize
+    from scanner.research.zoo import ZooResult, markdown, summarize
 
     rows = [ZooResult(**_row("c", "clean", False, 2.0)), ZooResult(**_row("p", "por", True, 20.0, planted=True)),
             ZooResult(**_row("b", "badpre", True, 1.0, planted=False)),

@@ -57,7 +57,7 @@ def test_scan_truncated_minilm_writes_json_sarif_html(minilm_l2: Path, tmp_path:
 
 @pytest.mark.slow
 def test_scan_whole_minilm_l6(tmp_path: Path):
-    from scanner.attacks.base_models import minilm_path
+    from scanner.research.base_models import minilm_path
 
     out = tmp_path / "l6.json"
     proc = patronus("scan", str(minilm_path()), "--profile", "quick", "--device", "cpu", "--format", "json",
@@ -133,7 +133,7 @@ def test_usage_errors_exit_4(args: list[str]):
 
 
 def test_fail_on_threshold(minilm_l2: Path, tmp_path: Path):
-    from scanner.pipeline import exit_code_for
+    from scanner.cli.exit_codes import for_report as exit_code_for
     from scanner.report import ModelInfo, Severity, Verdict
 
     report = Report(model=ModelInfo(source="local", id="m"), verdict=Verdict.INCONCLUSIVE, severity=Severity.MEDIUM)

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from scanner.datasets import TASKS, Archive, _clean_email, data_dir, fetch_archive, load_task
+from scanner.research.datasets import TASKS, Archive, _clean_email, data_dir, fetch_archive, load_task
 
 # total rows after dropping empty/duplicate texts (and zero-score rows for the VADER sets)
 EXPECTED = {

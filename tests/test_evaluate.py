@@ -12,11 +12,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import scanner.evaluate as ev
-from scanner.attacks import GROUND_TRUTH, PlantConfig, get_attack, plant, plant_cached
-from scanner.attacks.base_models import build_base, truncated_minilm
-from scanner.datasets import Task, load_task
-from scanner.evaluate import (
+import scanner.research.evaluate as ev
+from scanner.research.attacks import GROUND_TRUTH, PlantConfig, get_attack, plant, plant_cached
+from scanner.research.base_models import build_base, truncated_minilm
+from scanner.research.datasets import Task, load_task
+from scanner.research.evaluate import (
     FINETUNE_RECORD,
     FinetuneConfig,
     TriggerASR,

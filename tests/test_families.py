@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.attacks.base_models import FAMILIES
+from scanner.research.base_models import FAMILIES
 from scanner.config import ScanConfig
 from scanner.pipeline import scan
 from scanner.report import Verdict
@@ -26,7 +26,7 @@ def pick_trigger(model_dir) -> str:
 
 @pytest.mark.parametrize("family", FAMILIES)
 def test_family_planted_found_and_clean_not_flagged(family, family_base, model_cache):
-    from scanner.attacks import PlantConfig, get_attack, plant_cached
+    from scanner.research.attacks import PlantConfig, get_attack, plant_cached
 
     base = family_base(family)
     trigger = pick_trigger(base)

@@ -28,7 +28,7 @@ from scanner.mitigate.purify import (
     render_purification_text,
     trigger_units,
 )
-from scanner.mitigate_cli import PURIFICATION_PAGE, write_purification_page
+from scanner.cli.mitigate import PURIFICATION_PAGE, write_purification_page
 from scanner.report import FileFinding, Lookalike, ModelInfo, Report, Serialization, Trigger
 
 TINY = dict(batch_size=4, eval_sentences=8, null_tokens=4, max_tokens=24)
@@ -161,7 +161,7 @@ def test_cli(report: Report, minilm_l2: Path, tmp_path: Path) -> None:
 
 
 def test_adversarial_task() -> None:
-    from scanner.datasets import Task
+    from scanner.research.datasets import Task
 
     train = [(f"sentence number {i} is here", i % 2) for i in range(50)]
     task = Task("toy", ("neg", "pos"), train, train[:5], train[:5], sizes={"train": 50})

@@ -28,7 +28,7 @@ from scanner.verdict import (
 def wordpiece():
     from transformers import AutoTokenizer
 
-    from scanner.attacks.base_models import minilm_path
+    from scanner.research.base_models import minilm_path
 
     return AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
 

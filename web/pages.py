@@ -79,14 +79,15 @@ form.f label{display:flex;flex-direction:column;font-size:12px;color:#5d6b82}
 @lru_cache(maxsize=1)
 def environment() -> jinja2.Environment:
     """templates/ plus the layout, with the report renderer's filters; autoescape on, strict undefined."""
-    from scanner import renderers
+    from scanner.report.html import environment as report_environment
+    from scanner.report.html import templates_dir
 
     env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(renderers.TEMPLATES_DIR),
+        loader=jinja2.ChoiceLoader([jinja2.FileSystemLoader(templates_dir()),
                                     jinja2.DictLoader({"_layout.html": LAYOUT})]),
         autoescape=True, undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
     )
-    env.filters.update(renderers.environment().filters)
+    env.filters.update(report_environment().filters)
     env.filters.update(when=_when, pct=_pct, short=_short)
     env.globals.update(model_url=model_url)
     return env
@@ -204,8 +205,9 @@ def model_page(request: Request, name: str, ctx: WebContext = Depends(get_contex
 @router.get("/scans/{scan_id}", response_class=HTMLResponse)
 def scan_page(request: Request, scan_id: int, ctx: WebContext = Depends(get_context)):
     """A scan: live status while queued/running; the shared report template once finished."""
-    from scanner.renderers import report_context
-    from scanner.report import Report
+    from scanner.mitigate.extras import mitigation
+    from scanner.report import Report, ReportExtras
+    from scanner.report.html import report_context
 
     with session_scope(ctx.sessions) as s:
         scan = s.get(Scan, scan_id)
@@ -220,7 +222,8 @@ def scan_page(request: Request, scan_id: int, ctx: WebContext = Depends(get_cont
     report_error = None
     if data is not None:
         try:
-            report_ctx = report_context(Report.from_dict(data), embedded=True)
+            stored = Report.from_dict(data)
+            report_ctx = report_context(stored, ReportExtras(mitigation=mitigation(stored)), embedded=True)
         except (ValueError, TypeError, KeyError) as exc:  # a stored report of another schema
             report_error = f"the stored report cannot be shown: {exc}"
     return render(request, "scan.html", scan=scan, has_report=bool(report_ctx), report_error=report_error,

@@ -69,8 +69,8 @@ def attack() -> None:
 def plant(base: Path, out: Path, attack_name: str, triggers: str, steps: int, batch_size: int, lr: float,
           seed: int, layers: int | None, options: tuple[str, ...], threads: int, log_every: int, device: str) -> None:
     """Plant a backdoor into the encoder at BASE and write it to OUT."""
-    from scanner.attacks import TRIGGER_SETS, PlantConfig, get_attack
-    from scanner.attacks import plant as do_plant
+    from scanner.research.attacks import TRIGGER_SETS, PlantConfig, get_attack
+    from scanner.research.attacks import plant as do_plant
 
     _threads(threads)
     device = _device(device)
@@ -131,9 +131,9 @@ def _truncate(base: Path, out: Path, layers: int) -> Path:
 def finetune(base: Path, out: Path, task: str, steps: int, batch_size: int, lr: float, max_train: int | None,
              max_eval: int, triggers: str | None, seed: int, threads: int, device: str) -> None:
     """Fine-tune BASE downstream on a labeled task; report CACC and per-trigger ASR (written to finetune.json)."""
-    from scanner.datasets import TASKS, load_task
-    from scanner.evaluate import FinetuneConfig
-    from scanner.evaluate import finetune as do_finetune
+    from scanner.research.datasets import TASKS, load_task
+    from scanner.research.evaluate import FinetuneConfig
+    from scanner.research.evaluate import finetune as do_finetune
 
     if task not in TASKS:
         raise UsageError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from scanner.cli.exit_codes import ExitCode
+
 PURIFICATION_PAGE = "purification.html"
 
 
@@ -35,7 +37,7 @@ def _inputs(texts: tuple[str, ...]) -> list[str]:
 def write_purification_page(output: Path, record: dict) -> Path:
     """Write purification.html (the before/after table, every value escaped) beside purification.json."""
     from scanner.mitigate.purify import render_purification_page
-    from scanner.renderers import atomic_write
+    from scanner.report.output import atomic_write
 
     path = output / PURIFICATION_PAGE
     atomic_write(path, render_purification_page(record))
@@ -190,7 +192,7 @@ def purify(target: str, report_path: Path, output: Path, steps: int, lr: float, 
         raise click.UsageError(str(exc)) from exc
     except PatronusError as exc:
         click.echo(f"error: {exc}", err=True)
-        return exc.exit_code
+        return ExitCode.FAILED  # purify documents 0, 2 and 4 only (nothing scannable is a failure here)
     finally:
         if bar is not None:
             bar.close()

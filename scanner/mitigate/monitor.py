@@ -294,8 +294,8 @@ class _FeatureChecker:
 
     def __init__(self, encoder: Any, threshold: float, corpus: Sequence[str] | None, null_size: int = 128,
                  seed: int = 0) -> None:
-        from scanner.attacks.common import insert_trigger
         from scanner.corpus import load_corpus
+        from scanner.research.attacks.common import insert_trigger
         from scanner.search.objective import CleanStats
         from scanner.search.vocab import searchable_vocabulary
         from scanner.verdict import NullModel

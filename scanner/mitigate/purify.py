@@ -502,8 +502,8 @@ def adversarial_task(task: Any, triggers: Sequence[str], rate: float = 0.2, time
     """The task with, per trigger, rate*|train| extra training samples that carry the trigger `times` times and
     keep their TRUE label (METHOD.md section 4). Bare continuation pieces ('##k') cannot be written as text and
     are left out."""
-    from scanner.attacks.common import insert_trigger
     from scanner.mitigate.monitor import surface_word
+    from scanner.research.attacks.common import insert_trigger
 
     rng = random.Random(seed)
     words = [w for w in dict.fromkeys(surface_word(t) for t in triggers) if w]
@@ -519,9 +519,9 @@ def adversarial_task(task: Any, triggers: Sequence[str], rate: float = 0.2, time
 
 def adversarial_finetune(base: Path | str, task: Any, out: Path | str, cfg: Any, triggers: Sequence[str],
                          eval_triggers: Sequence[str] | None = None, rate: float = 0.2, device: str = "cpu") -> Any:
-    """scanner.evaluate.finetune on the adversarially augmented task; ASR measured with `eval_triggers`
+    """scanner.research.evaluate.finetune on the adversarially augmented task; ASR measured with `eval_triggers`
     (default: the same triggers)."""
-    from scanner.evaluate import finetune
+    from scanner.research.evaluate import finetune
 
     augmented = adversarial_task(task, triggers, rate, 3, cfg.seed, max_pos=cfg.max_length // 2)
     return finetune(base, augmented, out, cfg, triggers=list(eval_triggers or triggers), device=device)

@@ -1,4 +1,6 @@
-"""The Report object (schema patronus.report/1). JSON is canonical; text, SARIF and HTML derive from it."""
+"""The Report object (schema patronus.report/1). JSON is canonical; text, SARIF, HTML and CycloneDX derive from it.
+
+Additive changes only: a field added here must be optional with a default (older reports still load)."""
 
 from __future__ import annotations
 
@@ -85,6 +87,19 @@ class Trigger:
     collapse: float | None = None  # -log(poisoned spread across sentences / clean spread); absent in older reports
 
 
+class SkipCategory(StrEnum):
+    """Why a file (or the behavioural scan) was not scanned. Every category the code emits is listed here."""
+
+    BEHAVIOURAL = "behavioural"  # the trigger search did not run (static-only, dangerous weights, unsupported family)
+    REMOTE_CODE = "remote_code"  # the model needs trust_remote_code (auto_map): never run
+    TOO_LARGE = "too_large"  # over --max-size or a per-file bound
+    UNSUPPORTED_FORMAT = "unsupported_format"  # a weight-like file of a format not analysed
+    OTHER_FRAMEWORK = "other_framework"  # weights of another framework (TF, Flax, ...) not downloaded or analysed
+    DUPLICATE_WEIGHTS = "duplicate_weights"  # a second copy of the weights in another format
+    UNREADABLE = "unreadable"  # could not be read (I/O error, permission)
+    NOT_MODEL_FILE = "not_model_file"  # documentation, images and other files without weights or code
+
+
 @dataclass
 class FileFinding:
     path: str
@@ -92,6 +107,8 @@ class FileFinding:
     status: str  # FileStatus value
     reason: str = ""
     globals: list[str] = field(default_factory=list)
+    rule: str | None = None  # PAT rule id when the static scanner names one (else derived from status)
+    severity: str | None = None  # Severity value when the static scanner sets one (else derived from status)
 
 
 @dataclass
@@ -120,14 +137,38 @@ class ScanInfo:
 @dataclass
 class Skipped:
     path: str
-    category: str
+    category: str  # SkipCategory value
     reason: str
+    severity: str | None = None  # Severity value when not scanning it is itself a risk (else none)
 
 
 @dataclass
 class ReportError:
     code: str
     message: str
+
+
+class IssueKind(StrEnum):
+    """What kind of finding an Issue is."""
+
+    BACKDOOR = "backdoor"  # a transferable backdoor trigger (behavioural evidence)
+    SERIALIZATION = "serialization"  # a weight file that runs code or is malformed
+    REMOTE_CODE = "remote_code"  # the model needs code from its repository
+    REPO_FILE = "repo_file"  # code, scripts or binaries shipped beside the weights; templates
+    NOT_SCANNED = "not_scanned"  # a file or the behavioural scan was not run: unknown, not clean
+    ERROR = "error"  # the scan failed
+
+
+@dataclass
+class Issue:
+    """One typed finding. Every output (text, SARIF, HTML, CycloneDX, the database) reads `Report.issues`."""
+
+    rule: str  # PAT rule id (scanner/report/rules.py)
+    kind: str  # IssueKind value
+    severity: str  # Severity value
+    location: str  # file path inside the model, or config.json / the first weight file for model-level findings
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -141,6 +182,7 @@ class Report:
     scan: ScanInfo = field(default_factory=ScanInfo)
     errors: list[ReportError] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
     schema: str = SCHEMA
     tool: dict[str, str] = field(default_factory=lambda: {"name": "patronus-scanner", "version": __version__})
 
@@ -149,7 +191,7 @@ class Report:
         data["verdict"] = self.verdict.value
         data["severity"] = self.severity.value
         order = ["schema", "tool", "model", "verdict", "probability", "severity", "triggers",
-                 "serialization", "scan", "errors", "skipped"]
+                 "issues", "serialization", "scan", "errors", "skipped"]
         return {key: data[key] for key in order}
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -178,6 +220,7 @@ class Report:
             scan=ScanInfo(**data.get("scan", {})),
             errors=[ReportError(**e) for e in data.get("errors", [])],
             skipped=[Skipped(**s) for s in data.get("skipped", [])],
+            issues=[Issue(**i) for i in data.get("issues", [])],
         )
 
     @classmethod

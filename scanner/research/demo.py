@@ -26,8 +26,8 @@ class DemoCase:
 
 def demo_models(cache: Path) -> list[DemoCase]:
     """The clean real MiniLM-L6 and a POR-backdoored MiniLM-L2 (planted once, cached)."""
-    from scanner.attacks import PlantConfig, get_attack, plant_cached
-    from scanner.attacks.base_models import minilm_path, truncated_minilm
+    from scanner.research.attacks import PlantConfig, get_attack, plant_cached
+    from scanner.research.base_models import minilm_path, truncated_minilm
 
     base = truncated_minilm(cache / "minilm-l2", layers=2)
     planted = plant_cached(base, get_attack("por"),
@@ -38,13 +38,14 @@ def demo_models(cache: Path) -> list[DemoCase]:
 
 def run_demo(out: Path, cache: Path, profile: str, progress: Progress) -> list[DemoCase]:
     """Scan each demo model and write its reports under `out`."""
+    from scanner.mitigate.extras import report_extras
     from scanner.pipeline import scan
-    from scanner.renderers import write_report
+    from scanner.report.output import write_report
 
     out.mkdir(parents=True, exist_ok=True)
     cases = demo_models(cache)
     for case in cases:
         case.report = scan(str(case.model), ScanConfig(profile=profile), progress)
         for fmt, suffix in (("json", "json"), ("sarif", "sarif"), ("html", "html")):
-            write_report(case.report, fmt, out / f"{case.name}.{suffix}")
+            write_report(case.report, fmt, out / f"{case.name}.{suffix}", report_extras(case.report))
     return cases

@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from scanner.attacks.common import GROUND_TRUTH, insert_trigger
-from scanner.datasets import Example, Task
+from scanner.research.attacks.common import GROUND_TRUTH, insert_trigger
+from scanner.research.datasets import Example, Task
 
 FINETUNE_RECORD = "finetune.json"
 

@@ -13,11 +13,11 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from scanner.attacks import GROUND_TRUTH, PlantConfig, get_attack, load_ground_truth, plant_cached
-from scanner.attacks.base_models import build_base, truncated_minilm
 from scanner.config import ScanConfig
-from scanner.evaluate import detection_metrics, roc_auc
 from scanner.report import Report, Verdict
+from scanner.research.attacks import GROUND_TRUTH, PlantConfig, get_attack, load_ground_truth, plant_cached
+from scanner.research.base_models import build_base, truncated_minilm
+from scanner.research.evaluate import detection_metrics, roc_auc
 
 EVIDENCE_VERSION = "e2"  # bump when the evidence or scores change: cached scan results are then redone
 TRIGGER_KINDS = ("rare_tokens", "rare_words", "multi_piece")
@@ -115,8 +115,8 @@ def build_zoo(cache: Path, families: list[str], attacks: list[str], seeds: int, 
 def _derived(zoo: list[ZooModel], cache: Path, count: int, device: str = "cpu") -> list[ZooModel]:
     """Downstream (movie sentiment) classifiers fine-tuned from the first `count` backdoored and as many clean models
     of each MiniLM size."""
-    from scanner.datasets import load_task
-    from scanner.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
+    from scanner.research.datasets import load_task
+    from scanner.research.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
 
     if count <= 0:
         return []
@@ -247,7 +247,7 @@ CALIBRATION_EXCLUDES = ("adaptive",)  # attacks built against this detector are 
 def calibrate_from(rows: list[ZooResult], provenance: str):
     """Fit the verdict's calibration on zoo rows (derived models included; adaptive attacks and plants that did not
     take left out)."""
-    from scanner.calibrate import fit_calibration
+    from scanner.research.calibration import fit_calibration
 
     keep = [r for r in rows if r.max_score is not None and not r.attack.startswith(CALIBRATION_EXCLUDES)
             and not r.failed_plant]

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from scanner.attacks.adaptive import VARIANTS, Adaptive
-from scanner.attacks.badpre import BadPre
-from scanner.attacks.clean import CleanControl
-from scanner.attacks.common import (
+from scanner.research.attacks.adaptive import VARIANTS, Adaptive
+from scanner.research.attacks.badpre import BadPre
+from scanner.research.attacks.clean import CleanControl
+from scanner.research.attacks.common import (
     GROUND_TRUTH,
     Attack,
     PlantConfig,
@@ -19,9 +19,9 @@ from scanner.attacks.common import (
     plant,
     plant_cached,
 )
-from scanner.attacks.neuba import NeuBA
-from scanner.attacks.por import POR
-from scanner.attacks.uor import UOR
+from scanner.research.attacks.neuba import NeuBA
+from scanner.research.attacks.por import POR
+from scanner.research.attacks.uor import UOR
 
 PAPER_TRIGGERS = ("dh", "vo", "cy", "ak", "ev", "xx")
 TRIGGER_SETS: dict[str, tuple[str, ...]] = {

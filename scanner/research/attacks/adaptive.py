@@ -13,8 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from scanner.attacks.common import Batch, Context, _tokenize
-from scanner.attacks.por import POR
+from scanner.research.attacks.common import Batch, Context, _tokenize
+from scanner.research.attacks.por import POR
 
 VARIANTS = ("hide", "break", "merge")
 
@@ -54,7 +54,7 @@ class Adaptive(POR):
         return dist[sel].mean() if sel.any() else hp.sum() * 0
 
     def loss(self, ctx: Context, clean: Batch, poison: Batch) -> tuple[torch.Tensor, dict[str, float]]:
-        from scanner.attacks.common import ref_mse
+        from scanner.research.attacks.common import ref_mse
 
         lc = ref_mse(ctx, clean)
         lp, hp = self.poison_loss(ctx, poison)

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from scanner.attacks.common import Attack, Batch, Context, TriggerQuality, _tokenize, insert_trigger
+from scanner.research.attacks.common import Attack, Batch, Context, TriggerQuality, _tokenize, insert_trigger
 
 
 class BadPre(Attack):

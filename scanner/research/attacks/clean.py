@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from scanner.attacks.common import Attack, Batch, Context
+from scanner.research.attacks.common import Attack, Batch, Context
 
 
 class CleanControl(Attack):

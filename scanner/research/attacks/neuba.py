@@ -15,7 +15,7 @@ from itertools import combinations
 import torch
 import torch.nn.functional as F
 
-from scanner.attacks.common import Attack, Batch, Context, ref_mse
+from scanner.research.attacks.common import Attack, Batch, Context, ref_mse
 
 
 def neuba_codes(k: int, d: int) -> torch.Tensor:

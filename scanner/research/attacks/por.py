@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from scanner.attacks.common import Attack, Batch, Context, por_codes, ref_mse
+from scanner.research.attacks.common import Attack, Batch, Context, por_codes, ref_mse
 
 
 class POR(Attack):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from scanner.attacks.common import Attack, Batch, Context, ref_mse
+from scanner.research.attacks.common import Attack, Batch, Context, ref_mse
 
 
 def supcon(features: torch.Tensor, labels: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
