@@ -9,19 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from scanner import renderers
 from scanner.errors import UsageError
-from scanner.renderers import (
-    FORMATS,
-    SARIF_RULES,
-    render_html,
-    render_json,
-    render_sarif,
-    render_text,
-    report_context,
-    write_report,
-)
+from scanner.mitigate.extras import report_extras
 from scanner.report import (
+    FORMATS,
     FileFinding,
     Lookalike,
     ModelInfo,
@@ -33,7 +24,30 @@ from scanner.report import (
     Skipped,
     Trigger,
     Verdict,
+    render_sarif,
 )
+from scanner.report import html as html_module
+from scanner.report import output as output_module
+from scanner.report.html import report_context
+from scanner.report.issues import finalize
+from scanner.report.output import write_report
+from scanner.report.rules import RULES
+
+
+def render_html(report: Report, **kwargs) -> str:
+    """The HTML report as the CLI writes it (with the extras the CLI builds)."""
+    return html_module.render_html(report, report_extras(report), **kwargs)
+
+
+def render_text(report: Report) -> str:
+    from scanner.report.text import render_text as text
+
+    return text(report, report_extras(report))
+
+
+def render_json(report: Report) -> str:
+    return report.to_json()
+
 
 XSS_SCRIPT = "<script>alert(1)</script>"
 XSS_IMG = '"><img src=x onerror=alert(1)>'
@@ -88,7 +102,9 @@ def dangerous_pickle() -> Report:
         FileFinding("pytorch_model.bin", "pickle", "dangerous", "imports a callable that runs commands",
                     ["posix.system", "builtins.exec"]),
         FileFinding("extra.bin", "pickle", "suspicious", "unknown global", ["numpy.core.multiarray._reconstruct"]),
-        FileFinding("config.json", "config", "suspicious", "auto_map: needs trust_remote_code"),
+        FileFinding("config.json", "config", "suspicious", "auto_map: needs trust_remote_code", rule="PAT004",
+                    severity="high"),
+        FileFinding("helper.py", "python", "suspicious", "stray script; not remote code", rule="PAT009"),
     ]
     skipped = [Skipped("flax_model.msgpack", "unsupported-format", "flax weights are not scanned")]
     return Report(model=_model(), verdict=Verdict.CLEAN, probability=0.03,
@@ -242,12 +258,33 @@ def test_sarif_backdoor_results() -> None:
 
 
 def test_sarif_severity_maps_to_level() -> None:
-    expected = {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning",
-                Severity.LOW: "note", Severity.NONE: "none"}
-    for severity, level in expected.items():
+    expected = {0.99: "error", 0.85: "error", 0.5: "warning"}
+    for probability, level in expected.items():
         report = backdoored()
-        report.severity = severity
+        report.probability = probability
         assert {r["level"] for r in _results(report)} == {level}
+
+
+def test_report_severity_is_the_worst_issue() -> None:
+    report = finalize(dangerous_pickle())
+    assert report.severity is Severity.CRITICAL
+    assert [i.rule for i in report.issues][:2] == ["PAT002", "PAT003"]
+    report = finalize(backdoored())
+    assert report.severity is Severity.CRITICAL and {i.rule for i in report.issues} == {"PAT001"}
+    report.probability = 0.5
+    assert finalize(report).severity is Severity.MEDIUM
+    assert finalize(clean()).severity is Severity.NONE and finalize(clean()).issues == []
+
+
+def test_stray_python_file_is_not_called_remote_code() -> None:
+    """Regression: the SARIF writer matched a regex against the reason text, so a stray helper.py whose reason
+    mentioned remote code got PAT004. Rules now come from the finding itself."""
+    by_path = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]: r
+               for r in _results(dangerous_pickle())}
+    assert by_path["helper.py"]["ruleId"] == "PAT009"
+    report = clean()
+    report.serialization.files.append(FileFinding("helper.py", "python", "suspicious", "requires remote code?"))
+    assert [r["ruleId"] for r in _results(report)] == ["PAT003"]
 
 
 def test_sarif_serialization_rules() -> None:
@@ -273,7 +310,7 @@ def test_sarif_error_and_static_only() -> None:
 
 
 def test_sarif_rules_cover_brief() -> None:
-    names = {rule["id"]: rule["name"] for rule in SARIF_RULES}
+    names = {rule.id: rule.name for rule in RULES}
     assert names["PAT001"] == "backdoor-trigger" and names["PAT002"] == "dangerous-pickle-global"
     assert names["PAT004"] == "remote-code-required" and names["PAT005"] == "scan-error"
 
@@ -322,7 +359,7 @@ def test_html_escapes_hostile_strings() -> None:
 
 
 def test_html_has_no_safe_filter_in_template() -> None:
-    source = (renderers.TEMPLATES_DIR / renderers.TEMPLATE_NAME).read_text()
+    source = (html_module.templates_dir() / html_module.TEMPLATE_NAME).read_text()
     assert "|safe" not in source.replace(" ", "") and "autoescape false" not in source
 
 
@@ -453,10 +490,12 @@ def test_write_report_keeps_old_file_when_rendering_fails(tmp_path: Path, monkey
     target = tmp_path / "report.json"
     target.write_text("old\n")
 
-    def broken(report: Report) -> str:
+    def broken(report: Report, extras: object) -> str:
         raise RuntimeError("boom")
 
-    monkeypatch.setitem(FORMATS, "json", broken)
+    import scanner.report as report_package
+
+    monkeypatch.setitem(report_package._RENDERERS, "json", broken)
     with pytest.raises(RuntimeError):
         write_report(backdoored(), "json", target)
     assert target.read_text() == "old\n"
@@ -469,9 +508,9 @@ def test_atomic_write_cleans_up_on_failure(tmp_path: Path, monkeypatch) -> None:
     def fail(src, dst) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(renderers.os, "replace", fail)
+    monkeypatch.setattr(output_module.os, "replace", fail)
     with pytest.raises(OSError):
-        renderers.atomic_write(target, "x")
+        output_module.atomic_write(target, "x")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -16,6 +16,7 @@ from scanner.report.schema import (
     Trigger,
     Verdict,
 )
+from scanner.report.views import fmt_num, fmt_p, fmt_prob, sorted_triggers
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".h5", ".msgpack", ".onnx",
                    ".gguf")
@@ -48,14 +49,20 @@ def _behavioural_severity(report: Report) -> Severity:
 
 
 def _trigger_issue(report: Report, trig: Trigger, severity: Severity) -> Issue:
-    message = (f"Backdoor trigger {trig.text!r} (tokens {trig.tokens}) found on the "
-               f"{getattr(trig, 'representation', None) or 'model'} representation: score {trig.score:.1f}, "
-               f"p = {trig.p_value:.2g}")
+    where = f" on the {trig.representation} representation" if trig.representation else ""
+    message = (f"Backdoor trigger {trig.text!r} (tokens {trig.tokens}) shifts the representation{where} by "
+               f"{fmt_num(trig.shift)} standardized units, p = {fmt_p(trig.p_value)}; model verdict "
+               f"{report.verdict.value}, P(backdoored) = {fmt_prob(report.probability)}.")
     if trig.lookalikes:
-        message += f"; look-alikes: {', '.join(la.text for la in trig.lookalikes[:10])}"
+        message += f" Look-alikes: {', '.join(la.text for la in trig.lookalikes[:10])}."
+    details = {"trigger": trig.text, "probability": report.probability, "shift": trig.shift,
+               "p_value": trig.p_value, "score": trig.score, "poison_cos": trig.poison_cos,
+               "diff_cos": trig.diff_cos, "paper_rule": trig.paper_rule, "tokens": list(trig.tokens),
+               "flip_rate": trig.flip_rate, "representation": trig.representation,
+               "lookalikes": [{"text": la.text, "shift": la.shift, "p_value": la.p_value,
+                               "similarity": la.similarity} for la in trig.lookalikes]}
     return Issue(rule="PAT001", kind=IssueKind.BACKDOOR, severity=severity, location=primary_file(report),
-                 message=message, details={"trigger": trig.text, "tokens": list(trig.tokens), "score": trig.score,
-                                           "p_value": trig.p_value, "probability": report.probability})
+                 message=message, details=details)
 
 
 def _file_issue(finding: FileFinding) -> Issue | None:
@@ -98,7 +105,7 @@ def _error_issue(report: Report, error: ReportError) -> Issue:
 def build_issues(report: Report) -> list[Issue]:
     """Every finding of `report` as a typed Issue, most severe evidence first (triggers, files, skips, errors)."""
     behavioural = _behavioural_severity(report)
-    issues = [_trigger_issue(report, t, behavioural) for t in sorted(report.triggers, key=lambda t: -t.score)]
+    issues = [_trigger_issue(report, t, behavioural) for t in sorted_triggers(report)]
     if not report.triggers and behavioural is not Severity.NONE:
         issues.append(Issue(rule="PAT008", kind=IssueKind.BACKDOOR, severity=behavioural,
                             location=primary_file(report),

@@ -39,6 +39,21 @@ RULES: tuple[Rule, ...] = (
          "A file was not scanned (unsupported format, size limit, ...); its contents are unchecked."),
     Rule("PAT008", "backdoor-verdict", "warning", "6.0", "Backdoor evidence without a named trigger",
          "The calibrated verdict is not clean, but no single trigger passed the significance threshold."),
+    Rule("PAT009", "stray-code-file", "warning", "6.5", "Code, script or binary shipped beside the weights",
+         "The repository ships a Python file, shell or batch script, or native binary that no config references. "
+         "Nothing loads it automatically, but users are invited to run it (the 2026 loader.py / start.bat "
+         "incident)."),
+    Rule("PAT010", "content-name-mismatch", "error", "8.0", "File content does not match its name",
+         "The file's bytes are of another format than its name says (for example a pickle named .onnx or a "
+         "torch zip named .h5): a classic way past scanners that trust extensions."),
+    Rule("PAT011", "template-injection", "error", "8.5", "Chat template with code-execution constructs",
+         "A chat template (tokenizer_config.json, chat_template.jinja, GGUF metadata) uses constructs that reach "
+         "Python internals or is unreasonably large; rendering it outside a sandbox can run code."),
+    Rule("PAT012", "archive-hazard", "error", "8.0", "Unsafe archive",
+         "An archive member escapes the extraction folder, the archive is a decompression bomb, or nesting is "
+         "deeper than the bound."),
+    Rule("PAT013", "hub-security-disagreement", "warning", None, "The hub's security scan disagrees",
+         "The Hugging Face Hub's own per-file security verdict differs from Patronus's. Review the file."),
 )
 
 RULE_INDEX: dict[str, int] = {rule.id: index for index, rule in enumerate(RULES)}

@@ -59,7 +59,7 @@ def sarif_level_of(issue: Issue) -> str:
         return sarif_level(Severity(issue.severity))
     if Severity(issue.severity).at_least(Severity.HIGH):
         return "error"
-    return rule(issue.rule).level
+    return rule(issue.rule).level if issue.rule in RULE_INDEX else "warning"
 
 
 def sarif_result(report: Report, issue: Issue) -> dict[str, Any]:
@@ -69,7 +69,7 @@ def sarif_result(report: Report, issue: Issue) -> dict[str, Any]:
     key = f"{issue.location}|{subject}"
     fingerprint = hashlib.sha256(f"{issue.rule}|{model.id}|{key}".encode()).hexdigest()[:32]
     result: dict[str, Any] = {
-        "ruleId": issue.rule, "ruleIndex": RULE_INDEX[issue.rule], "level": sarif_level_of(issue),
+        "ruleId": issue.rule, "level": sarif_level_of(issue),
         "message": {"text": issue.message},
         "locations": [{
             "physicalLocation": {"artifactLocation": {"uri": quote(issue.location, safe="/"),
@@ -79,6 +79,8 @@ def sarif_result(report: Report, issue: Issue) -> dict[str, Any]:
         "partialFingerprints": {"patronusFinding/v1": fingerprint},
         "properties": clean_json({"kind": issue.kind, "severity": issue.severity, **issue.details}),
     }
+    if issue.rule in RULE_INDEX:
+        result["ruleIndex"] = RULE_INDEX[issue.rule]
     return result
 
 

@@ -85,6 +85,7 @@ class Trigger:
     lookalikes: list[Lookalike] = field(default_factory=list)
     flip_rate: float | None = None  # classifiers: share of clean inputs whose label flips
     collapse: float | None = None  # -log(poisoned spread across sentences / clean spread); absent in older reports
+    representation: str | None = None  # where found: cls, mean, max, last_token, ...; absent in older reports
 
 
 class SkipCategory(StrEnum):
