@@ -44,8 +44,9 @@ def render_bom(models: Iterable[BomModel], *, timestamp: datetime | None = None)
 
     bom = Bom()
     bom.metadata.timestamp = timestamp or datetime.now(UTC)
-    bom.metadata.tools.components.add(Component(type=ComponentType.APPLICATION, name="patronus-scanner",
-                                                 version=__version__, group="patronus"))
+    bom.metadata.tools.components.add(
+        Component(type=ComponentType.APPLICATION, name="patronus-scanner", version=__version__, group="patronus")
+    )
     seen: set[str] = set()
     for item in models:
         component = _component(item)
@@ -72,8 +73,9 @@ def _purl(report: Report):  # noqa: ANN202 - PackageURL | None
     if model.source != "hub":
         return None
     namespace, _, name = model.id.rpartition("/")
-    return PackageURL(type="huggingface", namespace=namespace or None, name=name,
-                      version=(model.sha or model.revision or None))
+    return PackageURL(
+        type="huggingface", namespace=namespace or None, name=name, version=(model.sha or model.revision or None)
+    )
 
 
 def _component(item: BomModel):  # noqa: ANN202 - cyclonedx Component
@@ -87,14 +89,16 @@ def _component(item: BomModel):  # noqa: ANN202 - cyclonedx Component
     for path in files:
         digest = item.file_hashes.get(path)
         hashes = [HashType(alg=HashAlgorithm.SHA_256, content=digest)] if digest else []
-        children.append(Component(type=ComponentType.FILE, name=path, hashes=hashes,
-                                  bom_ref=f"{_bom_ref(report)}#{path}"))
+        children.append(
+            Component(type=ComponentType.FILE, name=path, hashes=hashes, bom_ref=f"{_bom_ref(report)}#{path}")
+        )
     props = {
         "patronus:verdict": report.verdict.value,
         "patronus:severity": report.severity.value,
         "patronus:probability": "" if report.probability is None else f"{report.probability:.6f}",
         "patronus:engine_version": str(report.scan.config.get("engine_version", ""))
-        if isinstance(report.scan.config, dict) else "",
+        if isinstance(report.scan.config, dict)
+        else "",
         "patronus:profile": report.scan.profile,
         "patronus:scanned_at": report.scan.finished,
         "patronus:family": model.family or "",
@@ -106,16 +110,25 @@ def _component(item: BomModel):  # noqa: ANN202 - cyclonedx Component
     refs = []
     if model.source == "hub":
         pin = model.sha or model.revision or "main"
-        refs.append(ExternalReference(type=ExternalReferenceType.DISTRIBUTION,
-                                      url=XsUri(f"https://huggingface.co/{model.id}/tree/{pin}")))
+        refs.append(
+            ExternalReference(
+                type=ExternalReferenceType.DISTRIBUTION, url=XsUri(f"https://huggingface.co/{model.id}/tree/{pin}")
+            )
+        )
     name, group = model.id, None
     if model.source == "hub" and "/" in model.id:
         group, name = model.id.split("/", 1)
     return Component(
-        type=ComponentType.MACHINE_LEARNING_MODEL, name=name, group=group,
-        version=model.sha or model.revision or None, bom_ref=_bom_ref(report), purl=_purl(report),
+        type=ComponentType.MACHINE_LEARNING_MODEL,
+        name=name,
+        group=group,
+        version=model.sha or model.revision or None,
+        bom_ref=_bom_ref(report),
+        purl=_purl(report),
         description=f"{model.architecture or model.family or 'model'} scanned by Patronus: {report.verdict.value}",
-        components=children, properties=properties, external_references=refs,
+        components=children,
+        properties=properties,
+        external_references=refs,
     )
 
 
@@ -138,13 +151,19 @@ def _vulnerabilities(item: BomModel, ref: str):  # noqa: ANN202 - Iterator[Vulne
             continue
         rule = RULES_BY_ID.get(issue.rule)
         rating = VulnerabilityRating(source=source, severity=VulnerabilitySeverity[_SEVERITY[issue.severity]])
-        versions = [BomTargetVersionRange(version=version, status=ImpactAnalysisAffectedStatus.AFFECTED)] \
-            if version else []
+        versions = (
+            [BomTargetVersionRange(version=version, status=ImpactAnalysisAffectedStatus.AFFECTED)] if version else []
+        )
         yield Vulnerability(
-            bom_ref=f"{ref}/issue/{index}", id=issue.rule, source=source, ratings=[rating],
+            bom_ref=f"{ref}/issue/{index}",
+            id=issue.rule,
+            source=source,
+            ratings=[rating],
             description=f"{rule.short}: {issue.message}" if rule else issue.message,
             detail=rule.full if rule else None,
             affects=[BomTarget(ref=ref, versions=versions)],
-            properties=[Property(name="patronus:location", value=issue.location),
-                        Property(name="patronus:kind", value=str(issue.kind))],
+            properties=[
+                Property(name="patronus:location", value=issue.location),
+                Property(name="patronus:kind", value=str(issue.kind)),
+            ],
         )
