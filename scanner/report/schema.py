@@ -110,6 +110,10 @@ class FileFinding:
     globals: list[str] = field(default_factory=list)
     rule: str | None = None  # PAT rule id when the static scanner names one (else derived from status)
     severity: str | None = None  # Severity value when the static scanner sets one (else derived from status)
+    kind: str = "weights"  # weights | code | template | hub: what the static scanner read the file as
+    checks: list[dict[str, str]] = field(default_factory=list)  # every check that fired: rule (PAT id), check
+    # (the static scanner's own rule name), status, severity, message; worst first
+    hub_security: dict[str, Any] | None = None  # the hub's own per-file security info (verdict, status, scans)
 
 
 @dataclass
