@@ -81,3 +81,11 @@ class PolicyError(UsageError):
 
     code = "policy_invalid"
     retryable = False
+
+
+class ModelTooLargeError(ModelLoadError):
+    """The model needs more memory than the device has (known from config.json and the safetensors headers before
+    anything is loaded): refused, not retried on the same device."""
+
+    code = "model_too_large"
+    retryable = False
