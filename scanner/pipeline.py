@@ -55,7 +55,7 @@ def _describe_config(report: Report, local_dir: Path) -> None:
     except PatronusError:
         return
     report.model.family = info.family or info.model_type
-    report.model.architecture = (info.architectures or [None])[0]
+    report.model.architecture = info.architectures[0] if info.architectures else None
 
 
 def _skip_behavioural(report: Report, reason: str, severity: Severity | None = None) -> None:

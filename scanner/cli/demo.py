@@ -29,6 +29,7 @@ def demo(out: Path, profile: str, cache: Path) -> int:
     progress.close()
     ok = True
     for case in cases:
+        assert case.report is not None  # run_demo scans every case
         click.echo(f"== {case.name} (expected: {case.expect})")
         click.echo(render_text(case.report, report_extras(case.report)))
         ok &= case.report.verdict.value == case.expect

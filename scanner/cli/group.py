@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from typing import Any
 
 import click
 
@@ -12,20 +13,20 @@ from scanner import __version__
 from scanner.cli.exit_codes import ExitCode, for_error
 from scanner.errors import PatronusError
 
-_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", None) or click.exceptions.NoArgsIsHelp
 
 
 class PatronusGroup(click.Group):
     """Click group whose usage errors exit 4 (the documented contract), not click's default 2."""
 
-    def main(self, *args, **kwargs):  # type: ignore[override]
+    def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", False)
         logging.basicConfig(level=logging.DEBUG if os.environ.get("PATRONUS_DEBUG") else logging.CRITICAL,
                             format="%(levelname)s %(name)s: %(message)s")
         try:
             return super().main(*args, **kwargs)
-        except _NO_ARGS_IS_HELP as exc:
-            click.echo(exc.ctx.get_help() if exc.ctx else str(exc))
+        except click.exceptions.NoArgsIsHelpError as exc:
+            ctx = getattr(exc, "ctx", None)
+            click.echo(ctx.get_help() if ctx else str(exc))
             sys.exit(0)
         except click.UsageError as exc:
             exc.show()

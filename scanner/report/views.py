@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import unicodedata
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 import markupsafe
 
@@ -53,7 +53,7 @@ def _escape_char(char: str) -> str:
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
-def _finite(value: float | None) -> bool:
+def _finite(value: float | None) -> TypeGuard[float]:
     return value is not None and not (isinstance(value, float) and not math.isfinite(value))
 
 
@@ -120,7 +120,7 @@ def sorted_triggers(report: Report) -> list[Trigger]:
 
 
 def _sort_float(value: float | None, default: float = math.inf) -> float:
-    return value if _finite(value) else default
+    return float(value) if _finite(value) else default
 
 
 def behavioural_skip(report: Report) -> Skipped | None:
@@ -175,8 +175,8 @@ def purification_view(record: dict[str, Any] | None) -> dict[str, Any] | None:
         return {"problem": str(record["problem"])}
     rescan = record.get("rescan") if isinstance(record.get("rescan"), dict) else None
     rows = purification_rows(record)
-    reductions = [r.get("reduction") for r in record["table"] if isinstance(r, dict)]
-    reductions = [v for v in reductions if isinstance(v, int | float) and _finite(v)]
+    values = [r.get("reduction") for r in record["table"] if isinstance(r, dict)]
+    reductions = [float(v) for v in values if isinstance(v, int | float) and _finite(v)]
     return {
         "problem": None,
         "facts": [("Purified from", fmt_cell(record.get("target"))), ("Steps", fmt_cell(record.get("steps_done"))),
