@@ -14,7 +14,6 @@ from scanner.cli.exit_codes import ExitCode, for_error
 from scanner.errors import PatronusError
 
 
-
 class PatronusGroup(click.Group):
     """Click group whose usage errors exit 4 (the documented contract), not click's default 2."""
 
