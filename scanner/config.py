@@ -25,6 +25,7 @@ class ScanConfig:
     max_size: int = DEFAULT_MAX_SIZE
     cache_dir: Path | None = None
     behavioural: bool = True  # False: static checks only
+    hub_endpoint: str | None = None  # the hub to fetch from (default: $HF_ENDPOINT, else huggingface.co)
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -35,7 +36,7 @@ class ScanConfig:
     def identity(self) -> dict:
         """The settings that change a scan's result (not where files are cached, not the token)."""
         data = asdict(self)
-        for volatile in ("token", "cache_dir", "device", "max_size"):
+        for volatile in ("token", "cache_dir", "device", "max_size", "hub_endpoint"):
             data.pop(volatile)
         data["corpus"] = str(self.corpus) if self.corpus else None
         data["engine_version"] = ENGINE_VERSION

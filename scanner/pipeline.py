@@ -29,7 +29,7 @@ from scanner.report import (
     Verdict,
 )
 from scanner.report.issues import finalize
-from scanner.serialization import scan_snapshot
+from scanner.static import scan_snapshot, static_severity, weights_scanned
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progres
                  seed_triggers: list[str] | None) -> None:
     """Load the encoder (never remote code, pickle only when cleared) and run the trigger search."""
     from scanner.corpus import load_corpus
-    from scanner.detect import Detector
+    from scanner.detect import Detector, paper_rule_texts, report_triggers
     from scanner.search.config import profile
 
     worst = report.serialization.worst_status
@@ -95,12 +95,12 @@ def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progres
     detection = Detector(encoder, sentences, search_config, config.seed, progress).run(seed_triggers)
     report.verdict = detection.verdict
     report.probability = round(detection.probability, 6)
-    report.triggers = detection.triggers
+    report.triggers = report_triggers(detection, encoder.tokenizer)
     report.scan.sequences_evaluated = detection.sequences_evaluated
     report.scan.config["evidence"] = {
         "max_score": round(detection.max_score, 3), "threshold": round(detection.threshold, 3),
-        "null": detection.null, "paper_rule_triggers": detection.paper_rule_triggers[:50],
-        "paper_rule_verdict": "backdoored" if detection.paper_rule_triggers else "clean",
+        "null": detection.null, "paper_rule_triggers": paper_rule_texts(detection, encoder.tokenizer)[:50],
+        "paper_rule_verdict": "backdoored" if detection.paper_rule else "clean",
     }
 
 
@@ -116,14 +116,15 @@ def scan(target: str | ModelRef, config: ScanConfig | None = None, progress: Pro
         report.model.source = "local" if ref.path is not None else "hub"
         progress("fetch", 0.0, f"fetching {ref.display}")
         snapshot = fetch(ref, token=config.token, max_size=config.max_size, cache_dir=config.cache_dir,
-                         progress=progress)
+                         endpoint=config.hub_endpoint, progress=progress)
         report.model = _model_info(snapshot)
         report.skipped.extend(snapshot.skipped)
         progress("static", None, "static scan of weight files")
-        serialization, skipped = scan_snapshot(snapshot.local_dir, snapshot.downloaded)
+        serialization, skipped = scan_snapshot(snapshot.local_dir, snapshot.downloaded, repo_files=snapshot.files,
+                                               hub_security=getattr(snapshot, "hub_security", None))
         report.serialization = serialization
         report.skipped.extend(skipped)
-        if not any(f.status != FileStatus.SKIPPED for f in serialization.files):
+        if not weights_scanned(serialization) and not static_severity(serialization).at_least(Severity.HIGH):
             raise NothingScannableError(
                 f"no supported weight files (safetensors or PyTorch pickle) in {ref.display}"
             )
