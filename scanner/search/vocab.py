@@ -1,4 +1,10 @@
-"""The searchable vocabulary: real whole-word tokens, rare by wordfreq, no specials/punctuation/digits/letters."""
+"""The searchable vocabulary: real whole-word tokens, rare by wordfreq, no specials/punctuation/digits/letters.
+
+Rule per tokenizer kind (one test for all: the token re-tokenizes to itself inside a sentence, see `encode_words`):
+WordPiece (BERT, DistilBERT, ELECTRA, MPNet): whole-word entries, no '##' pieces; byte-level BPE (RoBERTa, DeBERTa,
+GPT-2, GPT-Neo/NeoX, Llama-3, Qwen2/3, ModernBERT, Phi-3 with BPE): 'Ġ'-prefixed entries; sentencepiece (ALBERT,
+XLM-R, Llama-2, Mistral, Gemma, Phi-3): '▁'-prefixed word-start entries.
+"""
 
 from __future__ import annotations
 
@@ -38,9 +44,28 @@ def token_word(tokenizer, token: str) -> str:
     return tokenizer.convert_tokens_to_string([token]).strip()
 
 
+_CONTEXT = "the"
+
+
 def encode_words(tokenizer, words: list[str]) -> list[list[int]]:
-    """Token ids of each word as it appears inside a sentence (after a space), without special tokens."""
-    return tokenizer([" " + w for w in words], add_special_tokens=False)["input_ids"]
+    """Token ids of each word as it appears inside a sentence (after a word and a space), without special tokens.
+    Encoding "the w" and dropping the ids of "the" covers every tokenizer kind: WordPiece ('w'), byte-level BPE
+    ('Ġw': GPT-2, RoBERTa, Llama-3, Qwen, ModernBERT), sentencepiece with a dummy prefix ('▁w': Llama-2, Mistral,
+    ALBERT, XLM-R, whose " w" alone would gain an extra '▁') and without one ('▁w' after a word: Gemma)."""
+    if not words:
+        return []
+    prefix = tokenizer([_CONTEXT], add_special_tokens=False)["input_ids"][0]
+    in_context = tokenizer([f"{_CONTEXT} {w}" for w in words], add_special_tokens=False)["input_ids"]
+    plain = None
+    out: list[list[int]] = []
+    for i, ids in enumerate(in_context):
+        if prefix and ids[: len(prefix)] == prefix:
+            out.append(list(ids[len(prefix) :]))
+            continue
+        if plain is None:  # the context merged with the word (rare): fall back to " w"
+            plain = tokenizer([" " + w for w in words], add_special_tokens=False)["input_ids"]
+        out.append(list(plain[i]))
+    return out
 
 
 def searchable_vocabulary(tokenizer, zipf_max: float = 4.0) -> Vocabulary:
@@ -58,7 +83,8 @@ def searchable_vocabulary(tokenizer, zipf_max: float = 4.0) -> Vocabulary:
         cand_words.append(word)
     encoded = encode_words(tokenizer, cand_words)
     keep = [
-        (i, w) for i, w, enc in zip(cand_ids, cand_words, encoded, strict=True)
+        (i, w)
+        for i, w, enc in zip(cand_ids, cand_words, encoded, strict=True)
         if enc == [i] and zipf_frequency(w, "en") < zipf_max
     ]
     keep.sort()
