@@ -13,9 +13,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from scanner import serialization as ser
 from scanner.report import FileStatus, Serialization
-from scanner.serialization import classify_global, has_dangerous, is_weight_file, scan_file, scan_snapshot
+from scanner.static import (
+    LIMITS,
+    SAFE_GLOBALS,
+    classify_global,
+    has_dangerous,
+    is_weight_file,
+    scan_file,
+    scan_snapshot,
+)
+from scanner.static.common import Window
+from scanner.static.pickle_machine import walk_pickle
+from scanner.static.policy import STORAGE_ELEMENT_SIZES
 
 try:
     from tests import hostile_pickles as hp
@@ -39,6 +49,7 @@ def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         def refuse(*args: object, **kwargs: object) -> None:
             calls.append(name)
             raise AssertionError(f"{name} called during a static scan")
+
         return refuse
 
     for name in ("load", "loads", "Unpickler", "_Unpickler"):
@@ -70,8 +81,14 @@ def scan_bytes(tmp_path: Path, name: str, data: bytes):
 def state_dict() -> OrderedDict[str, torch.Tensor]:
     base = torch.arange(12, dtype=torch.float32).reshape(3, 4)
     return OrderedDict(
-        weight=base, view=base[1:], half=base.half(), bf16=base.bfloat16(), ids=torch.arange(3),
-        mask=torch.tensor([True, False]), param=torch.nn.Parameter(torch.zeros(2)), empty=torch.zeros(0),
+        weight=base,
+        view=base[1:],
+        half=base.half(),
+        bf16=base.bfloat16(),
+        ids=torch.arange(3),
+        mask=torch.tensor([True, False]),
+        param=torch.nn.Parameter(torch.zeros(2)),
+        empty=torch.zeros(0),
     )
 
 
@@ -150,8 +167,9 @@ def test_malicious_data_pkl_in_torch_zip(tmp_path: Path, marker: Path) -> None:
 
 
 def test_hostile_pickle_member_without_pkl_name(tmp_path: Path, marker: Path) -> None:
-    archive = hp.replace_zip_member(torch_bytes(state_dict()), "/version", b"3\n",
-                                    extra={"archive/extra": hp.stack_global(marker)})
+    archive = hp.replace_zip_member(
+        torch_bytes(state_dict()), "/version", b"3\n", extra={"archive/extra": hp.stack_global(marker)}
+    )
     finding = scan_bytes(tmp_path, "model.pt", archive)
     assert finding.status == DANGEROUS
     assert "without a .pkl name" in finding.reason
@@ -226,7 +244,7 @@ def test_stack_underflow_is_malformed(tmp_path: Path) -> None:
 
 def test_non_pickle_bin_is_skipped_not_safe(tmp_path: Path) -> None:
     finding = scan_bytes(tmp_path, "model.bin", b"\x01\x02\x03 raw ctranslate2-like weights")
-    assert finding.status == SKIPPED and finding.format == "unknown"
+    assert finding.status == SKIPPED and finding.format == "pytorch"  # named as a torch checkpoint, bytes unknown
 
 
 def test_truncated_torch_zip(tmp_path: Path) -> None:
@@ -236,14 +254,14 @@ def test_truncated_torch_zip(tmp_path: Path) -> None:
 
 
 def test_opcode_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ser, "LIMITS", ser.Limits(max_opcodes=10))
+    monkeypatch.setattr(LIMITS, "max_opcodes", 10)
     finding = scan_bytes(tmp_path, "model.pt", torch_bytes(state_dict()))
     assert finding.status == SUSPICIOUS
     assert "scan bound" in finding.reason
 
 
 def test_argument_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ser, "LIMITS", ser.Limits(max_arg_bytes=1000))
+    monkeypatch.setattr(LIMITS, "max_arg_bytes", 1000)
     payload = hp.proto(4) + b"\x8e" + struct.pack("<Q", 5000) + b"x" * 5000 + hp.STOP
     finding = scan_bytes(tmp_path, "model.pkl", payload)
     assert finding.status == SUSPICIOUS
@@ -300,7 +318,7 @@ def test_symbolic_stack_matches_real_pickles() -> None:
         shared = [value, value, (value,)]  # memo references
         for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
             raw = pickle.dumps(shared, protocol=protocol)
-            walk = ser.walk_pickle(ser._Window(io.BytesIO(raw), 0, len(raw)))
+            walk = walk_pickle(Window(io.BytesIO(raw), 0, len(raw)))
             assert walk.complete and walk.error is None and walk.value == shared and not walk.globals
 
 
@@ -310,16 +328,21 @@ def test_deeply_nested_pickle_does_not_crash(tmp_path: Path) -> None:
 
 
 def test_whole_module_pickle_is_suspicious(tmp_path: Path) -> None:
+    """A pickled nn.Module calls its (unvetted) class: high, so it fails the default gate."""
     finding = scan_bytes(tmp_path, "model.pt", torch_bytes(torch.nn.Linear(2, 2)))
-    assert finding.status == SUSPICIOUS
+    assert finding.status == SUSPICIOUS and finding.severity == "high"
     assert "torch.nn.modules.linear.Linear" in finding.reason
 
 
 def test_safetensors_save_file_is_safe(tmp_path: Path) -> None:
     from safetensors.torch import save_file
 
-    tensors = {"a": torch.zeros(2, 3, dtype=torch.bfloat16), "b": torch.ones(4, dtype=torch.float16),
-               "c": torch.zeros(0), "d": torch.arange(5)}
+    tensors = {
+        "a": torch.zeros(2, 3, dtype=torch.bfloat16),
+        "b": torch.ones(4, dtype=torch.float16),
+        "c": torch.zeros(0),
+        "d": torch.arange(5),
+    }
     save_file(tensors, tmp_path / "model.safetensors", metadata={"format": "pt"})
     finding = scan_file(tmp_path / "model.safetensors", "model.safetensors")
     assert finding.status == SAFE and finding.format == "safetensors"
@@ -345,22 +368,41 @@ MALFORMED_SAFETENSORS = {
     "non-UTF-8": (hp.safetensors_bytes(b"{\xff}"), "not UTF-8"),
     "NaN": (hp.safetensors_bytes(b'{"x": NaN}'), "non-standard JSON constant"),
     "duplicate key": (hp.safetensors_bytes(b'{"t": 1, "t": 2}'), "duplicate key"),
-    "unknown dtype": (hp.safetensors_bytes({"t": {"dtype": "F33", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
-                      "unknown dtype"),
-    "negative shape": (hp.safetensors_bytes({"t": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}),
-                       "non-negative"),
-    "float shape": (hp.safetensors_bytes({"t": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}}),
-                    "non-negative"),
-    "size mismatch": (hp.safetensors_bytes({"t": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8),
-                      "expected 12"),
-    "end before begin": (hp.safetensors_bytes({"t": {"dtype": "U8", "shape": [0], "data_offsets": [4, 0]}}),
-                         "before begin"),
-    "overlap": (hp.safetensors_bytes({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
-                                      "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}}, b"\0" * 12),
-                "overlap"),
+    "unknown dtype": (
+        hp.safetensors_bytes({"t": {"dtype": "F33", "shape": [1], "data_offsets": [0, 4]}}, b"\0" * 4),
+        "unknown dtype",
+    ),
+    "negative shape": (
+        hp.safetensors_bytes({"t": {"dtype": "F32", "shape": [-1], "data_offsets": [0, 4]}}),
+        "non-negative",
+    ),
+    "float shape": (
+        hp.safetensors_bytes({"t": {"dtype": "F32", "shape": [1.0], "data_offsets": [0, 4]}}),
+        "non-negative",
+    ),
+    "size mismatch": (
+        hp.safetensors_bytes({"t": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}, b"\0" * 8),
+        "expected 12",
+    ),
+    "end before begin": (
+        hp.safetensors_bytes({"t": {"dtype": "U8", "shape": [0], "data_offsets": [4, 0]}}),
+        "before begin",
+    ),
+    "overlap": (
+        hp.safetensors_bytes(
+            {
+                "a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 8]},
+                "b": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]},
+            },
+            b"\0" * 12,
+        ),
+        "overlap",
+    ),
     "beyond data": (hp.safetensors_bytes(F32_2, b"\0" * 4), "beyond"),
-    "gap": (hp.safetensors_bytes({"t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8),
-            "unreferenced byte(s) before"),
+    "gap": (
+        hp.safetensors_bytes({"t": {"dtype": "F32", "shape": [1], "data_offsets": [4, 8]}}, b"\0" * 8),
+        "unreferenced byte(s) before",
+    ),
     "trailing bytes": (hp.safetensors_bytes(F32_2, b"\0" * 8 + b"payload"), "unreferenced byte(s) after"),
     "bad metadata": (hp.safetensors_bytes({"__metadata__": {"k": 1}}), "__metadata__"),
 }
@@ -376,8 +418,11 @@ def test_malformed_safetensors_is_suspicious(tmp_path: Path, case: str) -> None:
 
 
 def test_handmade_safetensors_edge_cases_are_safe(tmp_path: Path) -> None:
-    header = {"__metadata__": {"format": "pt"}, "t": {"dtype": "F4", "shape": [2, 2], "data_offsets": [0, 2]},
-              "z": {"dtype": "BF16", "shape": [0, 3], "data_offsets": [2, 2]}}
+    header = {
+        "__metadata__": {"format": "pt"},
+        "t": {"dtype": "F4", "shape": [2, 2], "data_offsets": [0, 2]},
+        "z": {"dtype": "BF16", "shape": [0, 3], "data_offsets": [2, 2]},
+    }
     raw = json.dumps(header).encode() + b"    "  # trailing spaces pad the header, as writers do
     finding = scan_bytes(tmp_path, "model.safetensors", hp.safetensors_bytes(raw, b"\0\0"))
     assert finding.status == SAFE, finding.reason
@@ -386,30 +431,44 @@ def test_handmade_safetensors_edge_cases_are_safe(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ policy
 
 
-@pytest.mark.parametrize(("module", "name", "expected"), [
-    ("collections", "OrderedDict", FileStatus.SAFE),
-    ("torch._utils", "_rebuild_tensor_v2", FileStatus.SAFE),
-    ("torch", "BFloat16Storage", FileStatus.SAFE),
-    ("torch", "bfloat16", FileStatus.SAFE),
-    ("__builtin__", "set", FileStatus.SAFE),
-    ("numpy.core.multiarray", "_reconstruct", FileStatus.SAFE),
-    ("os", "system", FileStatus.DANGEROUS),
-    ("nt", "system", FileStatus.DANGEROUS),
-    ("subprocess", "Popen", FileStatus.DANGEROUS),
-    ("__builtin__", "eval", FileStatus.DANGEROUS),
-    ("builtins", "__import__", FileStatus.DANGEROUS),
-    ("operator", "attrgetter", FileStatus.DANGEROUS),
-    ("torch.storage", "_load_from_bytes", FileStatus.DANGEROUS),
-    ("torch", "load", FileStatus.DANGEROUS),
-    ("commands", "getoutput", FileStatus.DANGEROUS),
-    ("torch._utils", "os.system", FileStatus.DANGEROUS),
-    ("torch._utils", "_rebuild_tensor_v2.__globals__", FileStatus.DANGEROUS),
-    ("asyncio.subprocess", "create_subprocess_shell", FileStatus.DANGEROUS),
-    ("torch.jit._pickle", "build_intlist", FileStatus.SUSPICIOUS),  # a torch module path, not stdlib _pickle
-    ("functools", "partial", FileStatus.SUSPICIOUS),
-    ("builtins", "type", FileStatus.SUSPICIOUS),
-    ("transformers.training_args", "TrainingArguments", FileStatus.SUSPICIOUS),
-])
+@pytest.mark.parametrize(
+    ("module", "name", "expected"),
+    [
+        ("collections", "OrderedDict", FileStatus.SAFE),
+        ("torch._utils", "_rebuild_tensor_v2", FileStatus.SAFE),
+        ("torch", "BFloat16Storage", FileStatus.SAFE),
+        ("torch", "bfloat16", FileStatus.SAFE),
+        ("__builtin__", "set", FileStatus.SAFE),
+        ("numpy.core.multiarray", "_reconstruct", FileStatus.SAFE),
+        ("os", "system", FileStatus.DANGEROUS),
+        ("nt", "system", FileStatus.DANGEROUS),
+        ("subprocess", "Popen", FileStatus.DANGEROUS),
+        ("__builtin__", "eval", FileStatus.DANGEROUS),
+        ("builtins", "__import__", FileStatus.DANGEROUS),
+        ("operator", "attrgetter", FileStatus.DANGEROUS),
+        ("torch.storage", "_load_from_bytes", FileStatus.DANGEROUS),
+        ("torch", "load", FileStatus.DANGEROUS),
+        ("commands", "getoutput", FileStatus.DANGEROUS),
+        ("torch._utils", "os.system", FileStatus.DANGEROUS),
+        ("torch._utils", "_rebuild_tensor_v2.__globals__", FileStatus.DANGEROUS),
+        ("asyncio.subprocess", "create_subprocess_shell", FileStatus.DANGEROUS),
+        ("torch.jit._pickle", "build_intlist", FileStatus.SAFE),  # TorchScript's list builders, not stdlib _pickle
+        ("torch.jit", "load", FileStatus.DANGEROUS),
+        ("functools", "partial", FileStatus.DANGEROUS),  # 2025-26 gadget class: functools/operator wrappers
+        ("builtins", "type", FileStatus.DANGEROUS),
+        ("pkgutil", "resolve_name", FileStatus.DANGEROUS),
+        ("numpy", "__builtins__", FileStatus.DANGEROUS),
+        ("cProfile", "run", FileStatus.DANGEROUS),
+        ("torch._dynamo.utils", "anything", FileStatus.DANGEROUS),
+        ("torch.utils.collect_env", "run", FileStatus.DANGEROUS),
+        ("logging.handlers", "SocketHandler", FileStatus.DANGEROUS),
+        ("idlelib.pyshell", "ModifiedInterpreter", FileStatus.DANGEROUS),
+        ("mymodule", "MyModel", FileStatus.SUSPICIOUS),
+        ("transformers.training_args", "TrainingArguments", FileStatus.SAFE),
+        ("sklearn.linear_model._logistic", "LogisticRegression", FileStatus.SAFE),
+        ("sklearn.datasets", "fetch_openml", FileStatus.SUSPICIOUS),
+    ],
+)
 def test_classify_global(module: str, name: str, expected: FileStatus) -> None:
     assert classify_global(module, name) is expected
 
@@ -417,8 +476,8 @@ def test_classify_global(module: str, name: str, expected: FileStatus) -> None:
 def test_storage_allowlist_matches_torch() -> None:
     """Every typed storage class torch.save names is allowlisted, with the element size torch uses."""
     for dtype, storage in torch.storage._dtype_to_storage_type_map().items():
-        assert f"torch.{storage}" in ser.SAFE_GLOBALS
-        assert ser.STORAGE_ELEMENT_SIZES[storage] == torch._utils._element_size(dtype)
+        assert f"torch.{storage}" in SAFE_GLOBALS
+        assert STORAGE_ELEMENT_SIZES[storage] == torch._utils._element_size(dtype)
 
 
 # ------------------------------------------------------------------------------------------------ snapshot
@@ -438,17 +497,38 @@ def test_scan_snapshot_lists_weights_and_skips_with_reasons(tmp_path: Path, mark
     write(tmp_path, "blob.dat", b"\x00\x01\x02\xff" * 10)
     write(tmp_path, "spiece.model", b"\x0a\x00\x01\x02\xff")  # sentencepiece protobuf: a tokenizer
     write(tmp_path, "notes.txt", hp.os_system(marker))  # a pickle hiding under a text name
-    files = ["model.safetensors", "pytorch_model.bin", "config.json", "tokenizer.json", "README.md",
-             ".gitattributes", "spiece.model", "modeling_evil.py", "model.onnx", "blob.dat", "notes.txt", "gone.bin"]
+    files = [
+        "model.safetensors",
+        "pytorch_model.bin",
+        "config.json",
+        "tokenizer.json",
+        "README.md",
+        ".gitattributes",
+        "spiece.model",
+        "modeling_evil.py",
+        "model.onnx",
+        "blob.dat",
+        "notes.txt",
+        "gone.bin",
+    ]
 
     serialization, skipped = scan_snapshot(tmp_path, files)
 
     status = {f.path: f.status for f in serialization.files}
-    assert status == {"model.safetensors": SAFE, "pytorch_model.bin": SAFE, "model.onnx": SKIPPED,
-                      "notes.txt": DANGEROUS}
+    assert status == {
+        "model.safetensors": SAFE,
+        "pytorch_model.bin": SAFE,
+        "model.onnx": SUSPICIOUS,
+        "notes.txt": DANGEROUS,
+        "modeling_evil.py": SUSPICIOUS,
+        "spiece.model": SAFE,
+    }
+    kinds = {f.path: f.kind for f in serialization.files}
+    assert kinds["modeling_evil.py"] == "code" and kinds["notes.txt"] == "weights"
+    rules = {f.path: f.rule for f in serialization.files}
+    assert rules["modeling_evil.py"] == "PAT009" and rules["notes.txt"] == "PAT002"
     categories = {s.path: s.category for s in skipped}
-    assert categories == {"modeling_evil.py": "code", "model.onnx": "unsupported_format",
-                          "blob.dat": "unsupported_format", "gone.bin": "missing"}
+    assert categories == {"blob.dat": "unsupported_format", "gone.bin": "unreadable"}
     assert all(s.reason for s in skipped)
     assert has_dangerous(serialization)
     assert serialization.worst_status is FileStatus.DANGEROUS
@@ -458,4 +538,3 @@ def test_has_dangerous_and_weight_names() -> None:
     assert not has_dangerous(Serialization())
     assert is_weight_file("sub/pytorch_model.BIN") and is_weight_file("model.safetensors")
     assert is_weight_file("tf_model.h5") and not is_weight_file("config.json")
-    assert {"pickle", "pytorch-zip", "pytorch-legacy"} <= ser.PICKLE_FORMATS

@@ -134,7 +134,7 @@ def trigger_units(report: Report, tokenizer: Any, lookalikes: bool = True, min_r
 def check_target(report: Report, model_dir: Path) -> bool:
     """Refuse dangerous serialization (report or a fresh static scan); True when pickle weights may be loaded
     (weights_only) because both found them safe."""
-    from scanner.serialization import scan_snapshot
+    from scanner.static import scan_snapshot
 
     if report.serialization.worst_status is FileStatus.DANGEROUS:
         raise RefusedTarget("the report found dangerous pickle content in the target's weight files; refusing "
