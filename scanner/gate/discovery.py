@@ -162,7 +162,8 @@ def _module_constants(tree: ast.Module) -> dict[str, str]:
             targets, value = [node.target], node.value
         for target in targets:
             if isinstance(target, ast.Name):
-                literal = _literal(value, {}) if value is not None else None
+                known = {k: v for k, v in values.items() if v is not None}
+                literal = _literal(value, known) if value is not None else None
                 values[target.id] = None if target.id in values else literal
     # names rebound anywhere else (loops, functions assigning globals) are not constants
     for inner in ast.walk(tree):

@@ -36,20 +36,31 @@ def render(result: GateResult, fmt: str) -> str:
     if fmt == "cyclonedx":
         from scanner.report.cyclonedx import render_bom
 
-        return render_bom([_bom_item(m) for m in result.models if m.report is not None])
+        return render_bom(bom_models(result))
     return render_text(result)
 
 
-def _bom_item(model: ModelResult) -> Any:
+def bom_models(result: GateResult) -> list[Any]:
+    """One BOM entry per scanned sha, with every place that adopts it (a model adopted as `org/name` and as
+    `org/name@main` at the same commit is one component)."""
     from scanner.report.cyclonedx import BomModel
 
-    assert model.report is not None
-    return BomModel(
-        report=model.report,
-        file_hashes=model.files,
-        adopted_at=[a.location for a in model.adoptions],
-        signature=model.signature.status if model.signature else None,
-    )
+    merged: dict[tuple[str, str | None], Any] = {}
+    for model in result.models:
+        if model.report is None:
+            continue
+        key = (model.model, model.identity)
+        sites = [a.location for a in model.adoptions]
+        if key in merged:
+            merged[key].adopted_at.extend(s for s in sites if s not in merged[key].adopted_at)
+            continue
+        merged[key] = BomModel(
+            report=model.report,
+            file_hashes=model.files,
+            adopted_at=sites,
+            signature=model.signature.status if model.signature else None,
+        )
+    return list(merged.values())
 
 
 # --------------------------------------------------------------------------------------------------- text

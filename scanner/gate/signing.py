@@ -105,14 +105,17 @@ def _verified_manifest(cfg: Any, sig_path: Path) -> Any:
 
 
 def _hashing(manifest: Any) -> Any:
+    """The manifest's hashing method; symlinks followed (a hub snapshot links into the blob store: the digests
+    are of the content either way)."""
     from model_signing import hashing
 
     args = manifest.serialization_type
+    config = hashing.Config()
     if args["method"] == "shards":
-        return hashing.Config().use_shard_serialization(
-            hashing_algorithm=args["hash_type"], shard_size=args["shard_size"], allow_symlinks=True
-        )
-    return hashing.Config().use_file_serialization(hashing_algorithm=args["hash_type"], allow_symlinks=True)
+        config.use_shard_serialization(hashing_algorithm=args["hash_type"], shard_size=args["shard_size"])
+    else:
+        config.use_file_serialization(hashing_algorithm=args["hash_type"])
+    return config.set_allow_symlinks(True)
 
 
 def _file_of(identifier: str, method: str) -> str:

@@ -3,31 +3,16 @@ directory, the loopback hub stand-in publishing the models it adopts, and the CL
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
-from safetensors.numpy import save
 
+from tests.gate.gatekit import SAMPLE, SAMPLE_MODELS, model_files, write_policy
 from tests.hub_stub import HubStub
-
-SAMPLE = Path(__file__).resolve().parent / "sample"
-SAMPLE_MODELS = ("acme/encoder", "acme/sentence", "acme/classifier", "acme/listed")
-
-
-def model_files(version: float = 0.0) -> dict[str, bytes]:
-    """A small BERT-shaped repo: config, tokenizer files and one safetensors weight file (static checks pass)."""
-    return {
-        "config.json": json.dumps({"model_type": "bert", "architectures": ["BertModel"], "version": version}).encode(),
-        "tokenizer_config.json": b"{}",
-        "vocab.txt": b"[PAD]\n[UNK]\n[CLS]\n[SEP]\nhello\n",
-        "model.safetensors": save({"embeddings.weight": np.full((4, 2), version, dtype=np.float32)}),
-    }
 
 
 @pytest.fixture
@@ -52,12 +37,6 @@ def sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     write_policy(root)
     monkeypatch.chdir(root)
     return root
-
-
-def write_policy(root: Path, extra: str = "") -> Path:
-    path = root / "patronus.toml"
-    path.write_text('static_only = true\nprofile = "quick"\nmodels_file = "models.txt"\n' + extra)
-    return path
 
 
 @dataclass
