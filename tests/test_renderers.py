@@ -618,3 +618,13 @@ def test_unreadable_purification_record_is_shown_not_dropped(tmp_path: Path) -> 
     (tmp_path / "purification.json").write_text(json.dumps({"table": "x"}))
     text = render_text(_local(tmp_path))
     assert "Purification: purification.json in the model folder is not a purification record" in text
+
+
+def test_findings_section_reads_the_issues_list() -> None:
+    report = finalize(dangerous_pickle())
+    section = _section(render_html(report), "issues")
+    assert "PAT002" in section and "PAT004" in section and "posix.system" in section
+    text = render_text(report)
+    assert "Findings (4):" in text and text.index("CRITICAL PAT002") < text.index("MEDIUM   PAT003")
+    report.issues[0].message = XSS_SCRIPT  # model-supplied text in an issue stays text
+    assert XSS_SCRIPT not in render_html(report) and "&lt;script&gt;" in _section(render_html(report), "issues")

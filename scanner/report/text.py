@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from scanner import __version__
-from scanner.report.schema import FileStatus, Report, SkipCategory, Verdict
+from scanner.report.issues import issues_of
+from scanner.report.schema import FileStatus, Report, Severity, SkipCategory, Verdict
 from scanner.report.views import (
     NO_EXTRAS,
     PURIFICATION_RECORD,
@@ -27,12 +28,14 @@ from scanner.report.views import (
 
 TEXT_TOP_TRIGGERS = 5
 TEXT_MAX_RULES = 12
+TEXT_MAX_ISSUES = 8
 
 
 def render_text(report: Report, extras: ReportExtras = NO_EXTRAS) -> str:
     """A short plain-text summary for a terminal or a CI log."""
     lines = [f"Patronus Scanner {report.tool.get('version', __version__)} -- {report.schema}"]
     lines += _text_head(report)
+    lines += _text_issues(report)
     lines += _text_triggers(report)
     lines += _text_mitigation(extras.mitigation)
     lines += _text_purification(purification_view(extras.purification))
@@ -58,6 +61,26 @@ def _text_head(report: Report) -> list[str]:
         lines.append(f"WARNING:  behavioural backdoor search NOT RUN ({visible(skip.reason)}); "
                      "only static checks were done -- this is not a clean result")
     return lines
+
+
+def _text_issues(report: Report) -> list[str]:
+    """The findings at low severity or above, worst first (the full list is in the JSON report's issues[])."""
+    issues = [i for i in issues_of(report) if Severity(i.severity) is not Severity.NONE]
+    if not issues:
+        return []
+    issues.sort(key=lambda i: -Severity(i.severity).rank)
+    lines = [f"Findings ({len(issues)}):"]
+    for issue in issues[:TEXT_MAX_ISSUES]:
+        lines.append(f"  {issue.severity.upper():<8} {issue.rule} {visible(issue.location)}: "
+                     f"{visible(_first_sentence(issue.message))}")
+    if len(issues) > TEXT_MAX_ISSUES:
+        lines.append(f"  ... {len(issues) - TEXT_MAX_ISSUES} more in the full report")
+    return lines
+
+
+def _first_sentence(text: str, limit: int = 160) -> str:
+    cut = text.split(". ")[0]
+    return cut if len(cut) <= limit else cut[: limit - 3] + "..."
 
 
 def _text_triggers(report: Report) -> list[str]:
