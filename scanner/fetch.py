@@ -24,7 +24,7 @@ from huggingface_hub.repocard import metadata_load
 from huggingface_hub.utils import validate_repo_id
 from tqdm.std import tqdm
 
-from scanner import __version__
+from scanner import __version__, formats
 from scanner.config import DEFAULT_MAX_SIZE
 from scanner.errors import FetchError, GatedRepoError, SizeLimitError, UsageError
 from scanner.progress import Progress, silent
@@ -50,13 +50,8 @@ TOKENIZER_FILES = frozenset({
     "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model",
     "spm.model",
 })
-CODE_SUFFIXES = frozenset({".py", ".pyc", ".pyo", ".pyx", ".ipynb", ".sh", ".so", ".dll", ".dylib"})
-PICKLE_SUFFIXES = frozenset({".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle"})
-OTHER_FRAMEWORKS = {
-    ".onnx": "ONNX", ".onnx_data": "ONNX", ".h5": "TensorFlow", ".keras": "Keras", ".pb": "TensorFlow",
-    ".tflite": "TensorFlow Lite", ".msgpack": "Flax", ".gguf": "GGUF", ".ggml": "GGML", ".ot": "rust-bert",
-    ".mlmodel": "Core ML", ".mlpackage": "Core ML",
-}
+TEMPLATE_FILES = frozenset({"chat_template.jinja", "chat_template.json"})
+CODE_SUFFIXES = formats.CODE_SUFFIXES  # the one file-type table (scanner/formats.py)
 IGNORED_DIRS = {".git": "version-control metadata", ".cache": "download cache metadata"}
 
 CODE_REASON = "not downloaded: code is never executed"
@@ -150,6 +145,7 @@ class Snapshot:
     skipped: list[Skipped] = field(default_factory=list)
     card: dict[str, Any] = field(default_factory=dict)
     size_bytes: int = 0
+    hub_security: dict[str, dict[str, Any]] = field(default_factory=dict)  # the hub's per-file security info
 
 
 @dataclass
@@ -198,47 +194,72 @@ def default_cache_dir() -> Path:
 # --------------------------------------------------------------------------------------------------- selection
 
 
-def select_files(sizes: dict[str, int]) -> Selection:
-    """Pick what a scan reads from `{path: size}`; every other file goes to `skipped` with a reason."""
+def select_files(sizes: dict[str, int], max_size: int | None = None) -> Selection:
+    """Pick what a scan reads from `{path: size}`; every other file goes to `skipped` with a reason.
+
+    Required: configs, tokenizer and chat-template files, the card, the root safetensors (else the root pickle
+    weights) and sentence-transformers module configs; they must fit `max_size` (else SizeLimitError). Then
+    every other weight-bearing file of the repo (all pickles, archives, numpy, HDF5, ONNX, GGUF, ... anywhere in
+    the tree, by the file-type table) is added, the formats whose loaders can run code first, smallest first,
+    while the total stays within `max_size`; one that does not fit is skipped as too large with a severity that
+    fails the default gate when its format can run code on load (the repo is partly unscanned).
+    """
     has_safetensors = any(_is_root(p) and p.endswith(".safetensors") for p in sizes)
     chosen: list[str] = []
+    optional: list[str] = []
     skipped: list[Skipped] = []
     for path in sorted(sizes):
         verdict = _classify(path, has_safetensors)
         if verdict is None:
             chosen.append(path)
+        elif verdict[0] == "weights":
+            optional.append(path)
         else:
             skipped.append(Skipped(path=path, category=verdict[0], reason=verdict[1]))
-    return Selection(files=chosen, skipped=skipped, size=sum(sizes[p] for p in chosen))
+    size = sum(sizes[p] for p in chosen)
+    if max_size is not None:
+        _check_size(size, max_size)
+    for path in sorted(optional, key=lambda p: (not _executes(p), sizes[p], p)):
+        if max_size is None or size + sizes[path] <= max_size:
+            chosen.append(path)
+            size += sizes[path]
+            continue
+        executes = _executes(path)
+        skipped.append(Skipped(
+            path=path, category="too_large", severity="high" if executes else "medium",
+            reason=f"weight-bearing file not downloaded: {_human(sizes[path])} would take the download over "
+                   f"--max-size {_human(max_size)}; not scanned"
+                   + (" (its format can run code when loaded)" if executes else "")))
+    return Selection(files=sorted(chosen), skipped=skipped, size=size)
+
+
+def _executes(path: str) -> bool:
+    row = formats.by_name(path)
+    return row is None or row.executes_on_load
 
 
 def _classify(path: str, has_safetensors: bool) -> tuple[str, str] | None:
-    """None when a scan needs `path`, else (category, reason) for skipping it."""
+    """None when a scan needs `path`; ("weights", "") for another weight-bearing file (downloaded within the
+    size budget); else (category, reason) for skipping it."""
     pure = PurePosixPath(path)
-    suffix = pure.suffix.lower()
-    if suffix in CODE_SUFFIXES:
+    row = formats.by_name(path)
+    if row is not None and row.kind in (formats.CODE, formats.EXECUTABLE):
         return "code", CODE_REASON
-    if suffix in OTHER_FRAMEWORKS:
-        return "other_framework", f"not downloaded: {OTHER_FRAMEWORKS[suffix]} weights are not scanned"
-    if _is_root(path):
-        return _classify_root(pure.name, suffix, has_safetensors)
+    if _is_root(path) and (pure.name in CONFIG_FILES or pure.name in TOKENIZER_FILES or pure.name == CARD_FILE
+                           or pure.name in TEMPLATE_FILES):
+        return None
     if _is_module_config(pure):
         return None
-    if suffix in PICKLE_SUFFIXES or suffix == ".safetensors":
-        return "not_needed", "not downloaded: weights outside the repository root are not part of the model"
-    return "not_needed", "not downloaded: not needed for a scan"
-
-
-def _classify_root(name: str, suffix: str, has_safetensors: bool) -> tuple[str, str] | None:
-    if name in CONFIG_FILES or name in TOKENIZER_FILES or name == CARD_FILE:
+    if _is_root(path) and (pure.suffix == ".safetensors" or pure.name.endswith(".safetensors.index.json")):
         return None
-    if suffix == ".safetensors" or name.endswith(".safetensors.index.json"):
+    if _is_root(path) and not has_safetensors and (
+            (row is not None and row.name == "pytorch") or pure.name.endswith(".bin.index.json")):
         return None
-    if suffix in PICKLE_SUFFIXES or name.endswith(".bin.index.json"):
-        if has_safetensors:
-            return "not_needed", "not downloaded: pickle weights not needed, safetensors weights are present"
-        return None
-    return "not_needed", "not downloaded: not needed for a scan"
+    if formats.is_weight_bearing(path) and not pure.name.endswith(".index.json"):
+        return "weights", ""
+    if pure.name.endswith(".index.json"):
+        return "not_model_file", "not downloaded: an index of weights not read (its weights are)"
+    return "not_model_file", "not downloaded: not needed for a scan"
 
 
 def _is_root(path: str) -> bool:
@@ -271,8 +292,9 @@ def _fetch_local(ref: ModelRef, folder: Path, max_size: int, progress: Progress)
     if not folder.is_dir():
         raise UsageError(f"folder {folder} does not exist")
     sizes, skipped = _list_folder(folder)
-    selection = select_files(sizes)
-    _check_size(selection.size, max_size)
+    selection = select_files(sizes)  # every file stays readable; the bound applies to what a scan needs
+    has_safetensors = any(_is_root(p) and p.endswith(".safetensors") for p in sizes)
+    _check_size(sum(size for p, size in sizes.items() if _classify(p, has_safetensors) is None), max_size)
     card = _card_from_readme(folder / CARD_FILE) if CARD_FILE in sizes else {}
     progress("fetch", 1.0, f"{len(sizes)} files in {folder}")
     files = sorted(sizes)
@@ -373,8 +395,8 @@ def _fetch_hub(
     if not info.sha:
         raise FetchError(f"{endpoint} did not say which commit {ref.display} is at")
     sizes = {s.rfilename: _sibling_size(s) for s in info.siblings or []}
-    selection = select_files(sizes)
-    _check_size(selection.size, max_size)
+    selection = select_files(sizes, max_size)
+    hub_security = _hub_security(ref, info.sha, token=token, endpoint=endpoint)
     local_dir = cache / repo_folder_name(repo_id=ref.repo_id, repo_type="model") / "snapshots" / info.sha
     with _hub_errors(ref, endpoint, token):
         _download(ref.repo_id, info.sha, selection, sizes, token=token, cache=cache, endpoint=endpoint,
@@ -382,7 +404,26 @@ def _fetch_hub(
     local_dir.mkdir(parents=True, exist_ok=True)
     card = _hub_card(info, local_dir, selection.files)
     return Snapshot(ref=ref, local_dir=local_dir, sha=info.sha, source="hub", files=sorted(sizes),
-                    downloaded=selection.files, skipped=selection.skipped, card=card, size_bytes=selection.size)
+                    downloaded=selection.files, skipped=selection.skipped, card=card, size_bytes=selection.size,
+                    hub_security=hub_security)
+
+
+def _hub_security(ref: ModelRef, sha: str, *, token: str | None, endpoint: str) -> dict[str, dict[str, Any]]:
+    """The hub's own per-file security info (`list_repo_tree(expand=True)`: status, AV scan, pickle-import
+    scan), {path: info}; {} when the hub does not serve it (a second opinion, never a reason to fail)."""
+    assert ref.repo_id is not None
+    api = HfApi(endpoint=endpoint, library_name="patronus-scanner", library_version=__version__)
+    try:
+        entries = api.list_repo_tree(ref.repo_id, revision=sha, recursive=True, expand=True, token=token)
+        found: dict[str, dict[str, Any]] = {}
+        for entry in entries:
+            security = getattr(entry, "security", None)
+            if security is not None:
+                found[entry.path] = dict(security)
+        return found
+    except (hf_errors.HfHubHTTPError, _http.TransportError, ConnectionError, OSError, ValueError, KeyError,
+            TypeError):
+        return {}
 
 
 def _sibling_size(sibling: Any) -> int:

@@ -5,6 +5,9 @@ Endpoints (point huggingface_hub at `stub.url`, e.g. with HF_ENDPOINT or `endpoi
   cardData (from the commit's README.md front matter), tags, pipeline_tag, library_name, dates, gated, private
 - HEAD/GET /{repo_id}/resolve/{rev}/{filename}  file metadata and content: X-Repo-Commit, ETag, X-Linked-Etag and
   X-Linked-Size for LFS files, Content-Length, Range requests
+- GET /api/models/{repo_id}/tree/{rev}[/{path}]   repo tree (recursive), with expand=True the last commit and the
+  per-file security info (`securityFileStatus`: status, avScan, pickleImportScan) set with `set_security`
+- POST /api/models/{repo_id}/paths-info/{rev}   the same entries for the listed paths (form fields paths, expand)
 - GET /api/models   listing with filter / pipeline_tag / library / author / search / gated, sort
   (createdAt, lastModified, downloads, likes, id) and direction, limit as page size, Link rel="next" cursors,
   expand / full / cardData field selection
@@ -46,6 +49,8 @@ FULL_LIST_FIELDS = ("author", "sha", "lastModified", "gated", "disabled", "sibli
 _SHA_RE = re.compile(r"[0-9a-f]{40}")
 _REPO = r"(?P<repo>[^/]+(?:/[^/]+)?)"
 _INFO_RE = re.compile(rf"/api/models/{_REPO}(?:/revision/(?P<rev>[^/]+))?")
+_TREE_RE = re.compile(rf"/api/models/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?")
+_PATHS_INFO_RE = re.compile(rf"/api/models/{_REPO}/paths-info/(?P<rev>[^/]+)")
 _RESOLVE_RE = re.compile(rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<file>.+)")
 _YAML_BLOCK = re.compile(r"\A\s*---\r?\n(.*?)\r?\n---[ \t]*(?:\r?\n|\Z)", re.S)
 
@@ -77,6 +82,7 @@ class StubRepo:
     tags: list[str] = field(default_factory=list)
     downloads: int = 0
     likes: int = 0
+    security: dict[str, dict[str, Any]] = field(default_factory=dict)  # path -> the hub's securityFileStatus
 
     def resolve(self, revision: str | None) -> Commit | None:
         """A branch, tag or full commit sha -> the commit; None when unknown."""
@@ -257,6 +263,23 @@ class HubStub:
                 raise KeyError(f"{repo_id} has no commit {sha}")
             repo.refs[name] = sha
 
+    def set_security(self, repo_id: str, path: str, status: str = "unsafe", *,
+                     pickle_imports: Iterable[tuple[str, str, str]] | None = None,
+                     virus_names: Iterable[str] | None = None) -> None:
+        """The hub's own verdict on one file, served by the tree and paths-info endpoints with expand=True.
+        status: safe | unsafe | suspicious | caution; pickle_imports: (module, name, safety) triples such as
+        ("os", "system", "dangerous"); virus_names: what the AV scan found."""
+        imports = [{"module": m, "name": n, "safety": safety} for m, n, safety in pickle_imports or ()]
+        levels = [i["safety"] for i in imports]
+        highest = next((lvl for lvl in ("dangerous", "suspicious", "innocuous") if lvl in levels), None)
+        viruses = list(virus_names or ())
+        with self._lock:
+            self.repos[repo_id].security[path] = {
+                "status": status,
+                "avScan": {"virusFound": bool(viruses), "virusNames": viruses or None},
+                "pickleImportScan": {"highestSafetyLevel": highest, "imports": imports} if imports else None,
+            }
+
     # request log --------------------------------------------------------------------------------------------
 
     @property
@@ -302,7 +325,7 @@ class HubStub:
         with self._lock:
             self._log.append(entry)
 
-    def dispatch(self, method: str, raw_path: str, headers: Mapping[str, str]) -> _Response:
+    def dispatch(self, method: str, raw_path: str, headers: Mapping[str, str], body: bytes = b"") -> _Response:
         """Answer one request (the HTTP handler's only call); logs it."""
         split = urlsplit(raw_path)
         query = parse_qsl(split.query, keep_blank_values=True)
@@ -311,7 +334,7 @@ class HubStub:
         try:
             if token is not None and token not in self.tokens:
                 raise _HubError(401, "Invalid credentials in Authorization header")
-            response = self._route(split.path, query, token, meta)
+            response = self._route(split.path, query, token, meta, body)
         except _HubError as exc:
             response = exc.response()
         self._record(LoggedRequest(method=method, path=unquote(split.path), query=_multi(query), token=token,
@@ -319,10 +342,23 @@ class HubStub:
         return response
 
     def _route(self, path: str, query: list[tuple[str, str]], token: str | None,
-               meta: dict[str, Any]) -> _Response:
+               meta: dict[str, Any], body: bytes = b"") -> _Response:
         if path.rstrip("/") == "/api/models":
             meta["kind"] = "list_models"
             return self._list_models(query, token)
+        if match := _TREE_RE.fullmatch(path):
+            repo_id, rev = unquote(match["repo"]), unquote(match["rev"])
+            meta.update(kind="tree", repo_id=repo_id, revision=rev)
+            params = _multi(query)
+            return self._tree(repo_id, rev, unquote(match["path"] or ""), token,
+                              recursive=_truthy(params.get("recursive", [""])[-1]),
+                              expand=_truthy(params.get("expand", [""])[-1]))
+        if match := _PATHS_INFO_RE.fullmatch(path):
+            repo_id, rev = unquote(match["repo"]), unquote(match["rev"])
+            meta.update(kind="paths_info", repo_id=repo_id, revision=rev)
+            form = _multi(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            return self._paths_info(repo_id, rev, form.get("paths", []), token,
+                                    expand=_truthy(form.get("expand", [""])[-1]))
         if match := _INFO_RE.fullmatch(path):
             repo_id, rev = unquote(match["repo"]), unquote(match["rev"]) if match["rev"] else None
             meta.update(kind="model_info", repo_id=repo_id, revision=rev)
@@ -347,6 +383,40 @@ class HubStub:
         if expand:
             data = {k: v for k, v in data.items() if k in ("_id", "id", *expand)}
         return _json_response(data)
+
+    def _tree(self, repo_id: str, rev: str, folder: str, token: str | None, *, recursive: bool,
+              expand: bool) -> _Response:
+        with self._lock:
+            repo = self._readable_repo(repo_id, token, files=False)
+            commit = self._commit(repo, rev)
+            prefix = f"{folder.strip('/')}/" if folder.strip("/") else ""
+            entries: dict[str, dict[str, Any]] = {}
+            for name, data in sorted(commit.files.items()):
+                if not name.startswith(prefix):
+                    continue
+                rest = name[len(prefix):]
+                if "/" in rest and not recursive:
+                    sub = prefix + rest.split("/")[0]
+                    entries.setdefault(sub, {"type": "directory", "path": sub, "oid": _git_blob_id(sub.encode())})
+                    continue
+                if recursive:
+                    parts = rest.split("/")[:-1]
+                    for depth in range(1, len(parts) + 1):
+                        sub = prefix + "/".join(parts[:depth])
+                        entries.setdefault(sub, {"type": "directory", "path": sub,
+                                                 "oid": _git_blob_id(sub.encode())})
+                entries[name] = _tree_file(repo, commit, name, data, expand)
+        if prefix and not entries:
+            raise _HubError(404, f"Entry not found: {folder}", "EntryNotFound")
+        return _json_response(list(entries.values()))
+
+    def _paths_info(self, repo_id: str, rev: str, paths: list[str], token: str | None, *,
+                    expand: bool) -> _Response:
+        with self._lock:
+            repo = self._readable_repo(repo_id, token, files=False)
+            commit = self._commit(repo, rev)
+            found = [_tree_file(repo, commit, p, commit.files[p], expand) for p in paths if p in commit.files]
+        return _json_response(found)
 
     def _resolve(self, repo_id: str, rev: str, name: str, token: str | None) -> _Response:
         with self._lock:
@@ -413,10 +483,15 @@ class _Handler(BaseHTTPRequestHandler):
     def do_HEAD(self) -> None:  # noqa: N802
         self._serve("HEAD")
 
+    def do_POST(self) -> None:  # noqa: N802
+        self._serve("POST")
+
     def _serve(self, method: str) -> None:
         stub: HubStub = self.server.stub  # type: ignore[attr-defined]
         headers = {k.lower(): v for k, v in self.headers.items()}
-        response = stub.dispatch(method, self.path, headers)
+        length = int(headers.get("content-length") or 0) if method == "POST" else 0
+        body = self.rfile.read(length) if length else b""
+        response = stub.dispatch(method, self.path, headers, body)
         body, status, extra = _apply_range(response, headers.get("range") if method == "GET" else None)
         self.send_response(status)
         for key, value in {**response.headers, **extra}.items():
@@ -425,7 +500,7 @@ class _Handler(BaseHTTPRequestHandler):
         # No keep-alive: a pooled connection must never outlive its stub and reach a later one on a reused port.
         self.send_header("Connection", "close")
         self.end_headers()
-        if method == "GET":
+        if method in ("GET", "POST"):
             self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
@@ -482,6 +557,19 @@ def _sibling(name: str, data: bytes, blobs: bool) -> dict[str, Any]:
         pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {len(data)}\n".encode()
         entry.update(blobId=_git_blob_id(pointer), lfs={"sha256": sha256, "size": len(data),
                                                        "pointerSize": len(pointer)})
+    return entry
+
+
+def _tree_file(repo: StubRepo, commit: Commit, name: str, data: bytes, expand: bool) -> dict[str, Any]:
+    """A file entry of the tree / paths-info answers (lastCommit and securityFileStatus with expand)."""
+    entry: dict[str, Any] = {"type": "file", "path": name, "size": len(data), "oid": _git_blob_id(data)}
+    if _is_lfs(name, data):
+        sha256 = hashlib.sha256(data).hexdigest()
+        entry["lfs"] = {"oid": sha256, "size": len(data), "pointerSize": 134}
+    if expand:
+        entry["lastCommit"] = {"id": commit.sha, "title": commit.message or "commit", "date": _iso(commit.date)}
+        if name in repo.security:
+            entry["securityFileStatus"] = repo.security[name]
     return entry
 
 

@@ -90,13 +90,15 @@ def test_older_commit_and_tag_fetch_that_commit(hub: HubStub, cache: Path) -> No
 # --------------------------------------------------------------------------------------------------- selection
 
 
-def test_partial_download_skips_code_and_other_frameworks(hub: HubStub, cache: Path) -> None:
+def test_partial_download_skips_code_and_fetches_every_weight_file(hub: HubStub, cache: Path) -> None:
+    """Issue 12: every weight-bearing file (a pickle beside safetensors, other frameworks, subfolders) is
+    downloaded within --max-size; code is never downloaded; documentation is left out."""
     files = {
         **bert_files(),
         "README.md": b"# no front matter\n",
         "modeling_custom.py": b"import os; os.system('echo pwned')\n",
         "model.onnx": b"onnx" * 64,
-        "onnx/model_quantized.onnx": b"onnx" * 64,
+        "onnx/model_quantized.onnx": b"onnq" * 64,
         "tf_model.h5": b"h5" * 64,
         "flax_model.msgpack": b"msgpack" * 16,
         "pytorch_model.bin": b"pickle" * 16,
@@ -108,7 +110,8 @@ def test_partial_download_skips_code_and_other_frameworks(hub: HubStub, cache: P
     snap = hub_fetch("org/mixed", cache)
 
     expected = {"README.md", "config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                "model.safetensors", "1_Pooling/config.json"}
+                "model.safetensors", "1_Pooling/config.json", "model.onnx", "onnx/model_quantized.onnx",
+                "tf_model.h5", "flax_model.msgpack", "pytorch_model.bin", "2_Dense/model.safetensors"}
     assert set(snap.downloaded) == expected
     assert set(hub.downloaded_files()) == expected
     touched = {r.filename for r in hub.requests("resolve")}
@@ -118,12 +121,32 @@ def test_partial_download_skips_code_and_other_frameworks(hub: HubStub, cache: P
     assert set(skipped) | expected == set(files) and not set(skipped) & expected
     assert skipped["modeling_custom.py"].category == "code"
     assert skipped["modeling_custom.py"].reason == "not downloaded: code is never executed"
-    assert {skipped[p].category for p in ("model.onnx", "onnx/model_quantized.onnx", "tf_model.h5",
-                                          "flax_model.msgpack")} == {"other_framework"}
-    assert "safetensors" in skipped["pytorch_model.bin"].reason
+    assert skipped[".gitattributes"].category == "not_model_file"
     assert all(s.reason for s in snap.skipped)
     assert not (snap.local_dir / "modeling_custom.py").exists()
     assert snap.size_bytes == sum(len(files[p]) for p in expected)
+
+
+def test_weight_files_over_the_size_budget_are_listed_at_a_failing_severity(hub: HubStub, cache: Path) -> None:
+    """What does not fit --max-size beside the required files is skipped as too large; a pickle at high."""
+    files = {**bert_files(), "pytorch_model.bin": b"\x80\x02" + b"p" * 4000, "model.onnx": b"o" * 4000}
+    hub.add_repo("org/budget", files)
+    required = sum(len(v) for k, v in files.items() if k not in ("pytorch_model.bin", "model.onnx"))
+    snap = hub_fetch("org/budget", cache, max_size=required + 100)
+    skipped = {s.path: s for s in snap.skipped}
+    assert skipped["pytorch_model.bin"].category == "too_large" and skipped["pytorch_model.bin"].severity == "high"
+    assert skipped["model.onnx"].category == "too_large" and skipped["model.onnx"].severity == "medium"
+    assert "pytorch_model.bin" not in hub.downloaded_files()
+
+
+def test_hub_security_info_is_read_beside_the_download(hub: HubStub, cache: Path) -> None:
+    files = {**bert_files(), "pytorch_model.bin": b"\x80\x02N."}
+    hub.add_repo("org/flagged", files)
+    hub.set_security("org/flagged", "pytorch_model.bin", "unsafe", pickle_imports=[("os", "system", "dangerous")])
+    snap = hub_fetch("org/flagged", cache)
+    assert snap.hub_security["pytorch_model.bin"]["status"] == "unsafe"
+    assert snap.hub_security["pytorch_model.bin"]["pickle_import_scan"]["highestSafetyLevel"] == "dangerous"
+    assert hub.requests("tree", repo_id="org/flagged")
 
 
 def test_pickle_weights_fetched_only_without_safetensors(hub: HubStub, cache: Path) -> None:
@@ -147,10 +170,9 @@ def test_sharded_safetensors_with_index(hub: HubStub, cache: Path) -> None:
 def test_select_files_is_pure_and_complete() -> None:
     sizes = {"config.json": 2, "model.safetensors": 10, "run.sh": 1, "weights.gguf": 5, "notes.txt": 3}
     selection = select_files(sizes)
-    assert selection.files == ["config.json", "model.safetensors"]
-    assert selection.size == 12
-    assert {s.path: s.category for s in selection.skipped} == {
-        "notes.txt": "not_needed", "run.sh": "code", "weights.gguf": "other_framework"}
+    assert selection.files == ["config.json", "model.safetensors", "weights.gguf"]
+    assert selection.size == 17
+    assert {s.path: s.category for s in selection.skipped} == {"notes.txt": "not_model_file", "run.sh": "code"}
 
 
 # --------------------------------------------------------------------------------------------------- bounds, errors
@@ -226,7 +248,7 @@ def test_second_fetch_of_same_commit_downloads_nothing(hub: HubStub, cache: Path
     for revision in (None, sha):
         again = hub_fetch("org/model", cache, revision)
         assert again.sha == first.sha and again.downloaded == first.downloaded
-    assert [r.kind for r in hub.log] == ["model_info", "model_info"]
+    assert [r.kind for r in hub.log if r.kind != "tree"] == ["model_info", "model_info"]  # tree: hub security info
 
 
 def test_progress_reports_fetch_fractions(hub: HubStub, cache: Path) -> None:
