@@ -15,8 +15,9 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
-    CheckConstraint,
+    Boolean,
     DateTime,
+    Enum,
     Float,
     ForeignKey,
     Index,
@@ -57,6 +58,30 @@ class ScanStatus(enum.StrEnum):
     FAILED = "failed"
 
 
+class ScanVerdict(enum.StrEnum):
+    """The verdict of a scan (the report's `verdict`)."""
+
+    BACKDOORED = "backdoored"
+    CLEAN = "clean"
+    INCONCLUSIVE = "inconclusive"
+    ERROR = "error"
+
+
+def _enum_type(cls: type[enum.StrEnum], name: str) -> Enum:
+    """A native Postgres enum (VARCHAR + CHECK on SQLite) storing the members' values."""
+    return Enum(
+        cls,
+        name=name,
+        values_callable=lambda members: [m.value for m in members],
+        create_constraint=False,
+        validate_strings=True,
+        length=16,
+    )
+
+
+STATUS_TYPE = _enum_type(ScanStatus, "scan_status")
+VERDICT_TYPE = _enum_type(ScanVerdict, "scan_verdict")
+
 ACTIVE = (ScanStatus.QUEUED.value, ScanStatus.RUNNING.value)
 _ACTIVE_SQL = "status IN ('queued', 'running')"
 _EXECUTED_SQL = "status = 'succeeded' AND reused_from_id IS NULL"
@@ -74,7 +99,10 @@ class Model(Base):
     family: Mapped[str | None] = mapped_column(String(32))
     pipeline_tag: Mapped[str | None] = mapped_column(String(64))
     hub_created_at: Mapped[datetime | None]
-    latest_verdict: Mapped[str | None] = mapped_column(String(16), index=True)
+    # access model: True = private or gated on the hub (fetched with the server's token), or a local folder;
+    # False = public on the hub; None = not resolved yet (public only when the server holds no hub token)
+    private: Mapped[bool | None] = mapped_column(Boolean)
+    latest_verdict: Mapped[ScanVerdict | None] = mapped_column(VERDICT_TYPE, index=True)
     latest_severity: Mapped[str | None] = mapped_column(String(16))
     latest_scan_id: Mapped[int | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -103,25 +131,36 @@ class Scan(Base):
 
     __tablename__ = "scans"
     __table_args__ = (
-        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="status"),
         Index(
-            "uq_scans_active", "model_id", "requested_revision", "engine_version", "config_hash",
-            unique=True, postgresql_where=text(_ACTIVE_SQL), sqlite_where=text(_ACTIVE_SQL),
+            "uq_scans_active",
+            "model_id",
+            "requested_revision",
+            "engine_version",
+            "config_hash",
+            unique=True,
+            postgresql_where=text(_ACTIVE_SQL),
+            sqlite_where=text(_ACTIVE_SQL),
         ),
         Index(
-            "uq_scans_executed", "revision_id", "engine_version", "config_hash",
-            unique=True, postgresql_where=text(_EXECUTED_SQL), sqlite_where=text(_EXECUTED_SQL),
+            "uq_scans_executed",
+            "revision_id",
+            "engine_version",
+            "config_hash",
+            unique=True,
+            postgresql_where=text(_EXECUTED_SQL),
+            sqlite_where=text(_EXECUTED_SQL),
         ),
         Index("ix_scans_status_heartbeat_at", "status", "heartbeat_at"),
         Index("ix_scans_finished_at", "finished_at"),
         Index("ix_scans_queued_at", "queued_at"),
+        Index("ix_scans_submitted_by_queued_at", "submitted_by", "queued_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     revision_id: Mapped[int | None] = mapped_column(ForeignKey("revisions.id", ondelete="SET NULL"), index=True)
     requested_revision: Mapped[str] = mapped_column(String(255), default="")  # "" = default branch
-    status: Mapped[str] = mapped_column(String(16), default=ScanStatus.QUEUED.value)
+    status: Mapped[ScanStatus] = mapped_column(STATUS_TYPE, default=ScanStatus.QUEUED)
     origin: Mapped[str] = mapped_column(String(16), default="api")  # api | discovery | lineage | cli
     engine_version: Mapped[str] = mapped_column(String(16))
     config_hash: Mapped[str] = mapped_column(String(32))
@@ -134,7 +173,7 @@ class Scan(Base):
     finished_at: Mapped[datetime | None]
     seconds: Mapped[float | None] = mapped_column(Float)
 
-    verdict: Mapped[str | None] = mapped_column(String(16), index=True)
+    verdict: Mapped[ScanVerdict | None] = mapped_column(VERDICT_TYPE, index=True)
     probability: Mapped[float | None] = mapped_column(Float)
     severity: Mapped[str | None] = mapped_column(String(16))
     device: Mapped[str | None] = mapped_column(String(32))
@@ -147,7 +186,9 @@ class Scan(Base):
     heartbeat_at: Mapped[datetime | None]
     claim_token: Mapped[str | None] = mapped_column(String(36))
     celery_task_id: Mapped[str | None] = mapped_column(String(64))
-    enqueued_at: Mapped[datetime | None]  # null while no broker message is known to exist
+    enqueued_at: Mapped[datetime | None]  # when the newest message is due (sent, or its retry countdown ends)
+    claimed_at: Mapped[datetime | None]  # the newest claim by a worker (the reaper's evidence that the queue moved)
+    submitted_by: Mapped[str | None] = mapped_column(String(16))  # fingerprint of the API token (quotas)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     reused_from_id: Mapped[int | None] = mapped_column(ForeignKey("scans.id", ondelete="SET NULL"))
 

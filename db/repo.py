@@ -10,7 +10,6 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select
@@ -19,12 +18,7 @@ from sqlalchemy.orm import Session, contains_eager, joinedload
 
 from db.models import ACTIVE, Lineage, Model, Revision, Scan, ScanStatus, utcnow
 
-HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$", re.ASCII)
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
-
-
-class TargetError(ValueError):
-    """The target is neither a hub repo id nor an allowed local path."""
 
 
 @dataclass(frozen=True)
@@ -57,24 +51,6 @@ def aware(stamp: datetime | None) -> datetime | None:
     return stamp
 
 
-def classify_target(target: str, *, allow_local: bool) -> Target:
-    """A hub repo id (`org/name`), or a local directory when allowed. Raises TargetError with a clear reason."""
-    target = target.strip()
-    if not target:
-        raise TargetError("the target is empty: give a hub repo id (org/name) or a local folder")
-    looks_local = target.startswith(("/", "./", "../", "~")) or Path(target).expanduser().exists()
-    if looks_local:
-        if not allow_local:
-            raise TargetError("local paths are not accepted as targets here (set PATRONUS_ALLOW_LOCAL_TARGETS=1)")
-        path = Path(target).expanduser().resolve()
-        if not path.is_dir():
-            raise TargetError(f"local target {str(path)!r} is not a directory")
-        return Target("local", str(path))
-    if not HUB_ID.match(target) or ".." in target:
-        raise TargetError(f"{target!r} is not a hub repo id (org/name)")
-    return Target("hub", target)
-
-
 def insert_or_get(session: Session, row, lookup) -> Any:
     """Insert `row` in a savepoint; on a unique violation return `lookup()` (the concurrent winner)."""
     try:
@@ -90,6 +66,7 @@ def insert_or_get(session: Session, row, lookup) -> Any:
 
 def get_or_create_model(session: Session, target: Target, **attrs: Any) -> Model:
     """The models row of a target, created if missing; `attrs` fill columns that are still empty."""
+
     def lookup() -> Model | None:
         return session.scalar(select(Model).where(Model.source == target.source, Model.name == target.name))
 
@@ -109,19 +86,27 @@ def get_or_create_revision(session: Session, model: Model, sha: str) -> Revision
 
 def executed_scan(session: Session, revision_id: int, key: ScanKey) -> Scan | None:
     """The succeeded, executed scan of this revision with this engine version and config, if any."""
-    return session.scalar(select(Scan).where(
-        Scan.revision_id == revision_id, Scan.engine_version == key.engine_version,
-        Scan.config_hash == key.config_hash, Scan.status == ScanStatus.SUCCEEDED.value,
-        Scan.reused_from_id.is_(None),
-    ))
+    return session.scalar(
+        select(Scan).where(
+            Scan.revision_id == revision_id,
+            Scan.engine_version == key.engine_version,
+            Scan.config_hash == key.config_hash,
+            Scan.status == ScanStatus.SUCCEEDED.value,
+            Scan.reused_from_id.is_(None),
+        )
+    )
 
 
 def active_scan(session: Session, model_id: int, requested_revision: str, key: ScanKey) -> Scan | None:
-    return session.scalar(select(Scan).where(
-        Scan.model_id == model_id, Scan.requested_revision == requested_revision,
-        Scan.engine_version == key.engine_version, Scan.config_hash == key.config_hash,
-        Scan.status.in_(ACTIVE),
-    ))
+    return session.scalar(
+        select(Scan).where(
+            Scan.model_id == model_id,
+            Scan.requested_revision == requested_revision,
+            Scan.engine_version == key.engine_version,
+            Scan.config_hash == key.config_hash,
+            Scan.status.in_(ACTIVE),
+        )
+    )
 
 
 @dataclass
@@ -130,8 +115,9 @@ class Submission:
     created: bool  # False: collapsed onto an active scan, or reused a finished one (nothing to enqueue)
 
 
-def submit_scan(session: Session, model: Model, revision: str | None, key: ScanKey, origin: str = "api",
-                attempts: int = 5) -> Submission:
+def submit_scan(
+    session: Session, model: Model, revision: str | None, key: ScanKey, origin: str = "api", attempts: int = 5
+) -> Submission:
     """A queued scan row for (model, revision, key), or the existing one it collapses onto. Caller commits.
 
     A pinned full sha that already has an executed scan is answered with that scan. Otherwise an active scan of
@@ -149,9 +135,17 @@ def submit_scan(session: Session, model: Model, revision: str | None, key: ScanK
         if existing is not None:
             return Submission(existing, False)
         scan = Scan(
-            model_id=model.id, requested_revision=requested, status=ScanStatus.QUEUED.value, origin=origin,
-            engine_version=key.engine_version, config_hash=key.config_hash, profile=key.profile,
-            config=key.config, celery_task_id=str(uuid.uuid4()), queued_at=utcnow(), attempts=0,
+            model_id=model.id,
+            requested_revision=requested,
+            status=ScanStatus.QUEUED.value,
+            origin=origin,
+            engine_version=key.engine_version,
+            config_hash=key.config_hash,
+            profile=key.profile,
+            config=key.config,
+            celery_task_id=str(uuid.uuid4()),
+            queued_at=utcnow(),
+            attempts=0,
         )
         try:
             with session.begin_nested():
@@ -183,8 +177,10 @@ def report_of(scan: Scan) -> dict[str, Any] | None:
 
 def verdict_for(session: Session, model: Model, sha: str | None, engine_version: str) -> Scan | None:
     """The newest succeeded scan of a model (at `sha` when given), current engine version first."""
-    query = select(Scan).join(Revision, Scan.revision_id == Revision.id).where(
-        Scan.model_id == model.id, Scan.status == ScanStatus.SUCCEEDED.value
+    query = (
+        select(Scan)
+        .join(Revision, Scan.revision_id == Revision.id)
+        .where(Scan.model_id == model.id, Scan.status == ScanStatus.SUCCEEDED.value)
     )
     if sha:
         query = query.where(Revision.sha == sha)
@@ -205,8 +201,11 @@ def active_for(session: Session, model: Model, sha: str | None) -> Scan | None:
     query = select(Scan).where(Scan.model_id == model.id, Scan.status.in_(ACTIVE))
     if sha:
         query = query.outerjoin(Revision, Scan.revision_id == Revision.id).where(
-            or_(Revision.sha == sha, Scan.requested_revision == sha,
-                and_(Scan.revision_id.is_(None), Scan.requested_revision == ""))
+            or_(
+                Revision.sha == sha,
+                Scan.requested_revision == sha,
+                and_(Scan.revision_id.is_(None), Scan.requested_revision == ""),
+            )
         )
     return session.scalars(query.order_by(Scan.id.desc()).limit(1)).first()
 
@@ -219,6 +218,16 @@ class ScanFilter:
     since: datetime | None = None
     until: datetime | None = None
     model: str | None = None
+    public_only: bool = False  # the reader may see public hub models only
+    unresolved_public: bool = True  # hub models not resolved yet count as public (the server holds no hub token)
+
+
+def public_clause(unresolved_public: bool):
+    """SQL: the model is a public hub model (see web.access for the access model)."""
+    visible = Model.private.is_(False)
+    if unresolved_public:
+        visible = or_(visible, Model.private.is_(None))
+    return and_(Model.source == "hub", visible)
 
 
 def list_scans(session: Session, flt: ScanFilter, page: int, per_page: int) -> tuple[list[Scan], int]:
@@ -236,18 +245,25 @@ def list_scans(session: Session, flt: ScanFilter, page: int, per_page: int) -> t
         query = query.where(Scan.queued_at < flt.until)
     if flt.model:
         query = query.where(Model.name.contains(flt.model, autoescape=True))
+    if flt.public_only:
+        query = query.where(public_clause(flt.unresolved_public))
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
     rows = session.scalars(
         query.options(contains_eager(Scan.model), joinedload(Scan.revision))
-        .order_by(Scan.queued_at.desc(), Scan.id.desc()).offset((page - 1) * per_page).limit(per_page)
+        .order_by(Scan.queued_at.desc(), Scan.id.desc())
+        .offset((page - 1) * per_page)
+        .limit(per_page)
     ).all()
     return list(rows), total
 
 
-def lineage_of(session: Session, model: Model) -> tuple[list[tuple[Lineage, Model | None]], list[Lineage]]:
-    """(bases this model derives from with their rows if known, derived models that name this one as base)."""
+def lineage_of(
+    session: Session, model: Model, limit: int = 200
+) -> tuple[list[tuple[Lineage, Model | None]], list[Lineage]]:
+    """(bases this model derives from with their rows if known, derived models that name this one as base), at
+    most `limit` of each (pages stay fast whatever the cards say)."""
     bases = []
-    for link in session.scalars(select(Lineage).where(Lineage.model_id == model.id).order_by(Lineage.id)):
+    for link in session.scalars(select(Lineage).where(Lineage.model_id == model.id).order_by(Lineage.id).limit(limit)):
         base = link.base_model or session.scalar(
             select(Model).where(Model.source == "hub", Model.name == link.base_name)
         )
@@ -255,5 +271,5 @@ def lineage_of(session: Session, model: Model) -> tuple[list[tuple[Lineage, Mode
     names_me = Lineage.base_model_id == model.id
     if model.source == "hub":
         names_me = or_(names_me, Lineage.base_name == model.name)
-    derived = session.scalars(select(Lineage).where(names_me).order_by(Lineage.id)).all()
+    derived = session.scalars(select(Lineage).where(names_me).order_by(Lineage.id).limit(limit)).all()
     return bases, list(derived)

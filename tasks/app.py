@@ -1,9 +1,11 @@
-"""The Celery app: queues `gpu` (scan, purify) and `default` (discover, render, requeue_stale), beat schedule.
+"""The Celery app: queues `gpu` (scan) and `default` (discover, requeue_stale), beat schedule.
 
 Delivery guarantees: acks_late + prefetch 1 (a task is acknowledged only after it ran), task_reject_on_worker_lost
 (prefork: a task whose child died goes back to the queue), the redis visibility timeout (solo pool: a task whose
-worker was killed is redelivered), and `patronus.requeue_stale` for brokers that cannot redeliver (the embedded
-SQLAlchemy transport). Results live in the scans table, so Celery's result backend is off unless configured.
+worker was killed is redelivered), and the reaper (tasks.lifecycle.reap), which every worker runs in a thread every
+`reaper_every_s` seconds, so recovery from a killed worker or a lost message does not depend on beat (beat's
+`patronus.requeue_stale` runs the same sweep). Results live in the scans table, so Celery's result backend is off
+unless configured.
 
 The tasks are thin: each builds its context and calls a plain function from tasks.scan / tasks.discover.
 """
@@ -23,9 +25,7 @@ from tasks.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 SCAN = "patronus.scan"
-PURIFY = "patronus.purify"
 DISCOVER = "patronus.discover"
-RENDER = "patronus.render"
 REQUEUE_STALE = "patronus.requeue_stale"
 
 
@@ -61,17 +61,18 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "broker_transport_options": transport,
         "broker_connection_retry_on_startup": True,
         "task_default_queue": default,
-        "task_queues": (Queue(gpu, Exchange(gpu), routing_key=gpu),
-                        Queue(default, Exchange(default), routing_key=default)),
+        "task_queues": (
+            Queue(gpu, Exchange(gpu), routing_key=gpu),
+            Queue(default, Exchange(default), routing_key=default),
+        ),
         "task_default_exchange": default,
         "task_default_routing_key": default,
-        "task_routes": {SCAN: {"queue": gpu}, PURIFY: {"queue": gpu}, DISCOVER: {"queue": default},
-                        RENDER: {"queue": default}, REQUEUE_STALE: {"queue": default}},
+        "task_routes": {SCAN: {"queue": gpu}, DISCOVER: {"queue": default}, REQUEUE_STALE: {"queue": default}},
         "worker_enable_remote_control": not settings.embedded,  # the SQL transport has no fanout exchange
         "worker_send_task_events": False,
         "beat_schedule": {
             "discover": {"task": DISCOVER, "schedule": settings.discovery_interval_s},
-            "requeue-stale": {"task": REQUEUE_STALE, "schedule": max(settings.scan_lease_s, 30.0)},
+            "requeue-stale": {"task": REQUEUE_STALE, "schedule": settings.reaper_every_s},
         },
     }
 
@@ -133,21 +134,21 @@ def discover_task() -> dict[str, Any]:
     return discover(context()).to_dict()
 
 
+def queue_size(settings: Settings | None = None) -> int | None:
+    """Messages waiting in the scan queue (None when the broker cannot say)."""
+    settings = settings or get_settings()
+    with app.connection_for_read() as conn:
+        conn.ensure_connection(max_retries=1, timeout=5)
+        _, count, _ = conn.default_channel.queue_declare(queue=settings.gpu_queue, passive=True)
+        return int(count)
+
+
 @app.task(name=REQUEUE_STALE)
 def requeue_stale_task() -> list[int]:
-    """Re-send scans no broker will redeliver (see tasks.scan.requeue_stale)."""
-    from tasks.scan import requeue_stale
+    """Re-send scans no broker will redeliver (see tasks.lifecycle.reap)."""
+    from tasks.lifecycle import reap
 
-    return requeue_stale(context())
-
-
-@app.task(name=RENDER)
-def render_task(scan_id: int, fmt: str = "html") -> str | None:
-    """Write a finished scan's report (html, sarif, json, text) under the data directory; returns the path."""
-    from tasks.render import render_scan
-
-    path = render_scan(context(), scan_id, fmt)
-    return str(path) if path else None
+    return reap(context(), queue_size)
 
 
 @signals.worker_process_init.connect
@@ -160,22 +161,18 @@ def _reset_after_fork(**_: Any) -> None:
 
 @signals.worker_ready.connect
 def _on_worker_ready(**_: Any) -> None:
-    """With a broker that cannot redeliver (the embedded transport), sweep for lost scans in this worker."""
+    """Every worker sweeps for lost scans (killed workers, lost or unsent messages): recovery needs no beat."""
     settings = get_settings()
-    if settings.embedded:
-        interval = max(settings.scan_lease_s, 1.0)
-        threading.Thread(target=_sweep_forever, args=(interval,), name="requeue-stale", daemon=True).start()
+    threading.Thread(target=_sweep_forever, args=(settings.reaper_every_s,), name="reaper", daemon=True).start()
 
 
 def _sweep_forever(interval: float) -> None:
-    """Run requeue_stale now and every `interval` seconds (scans whose worker died are sent again)."""
-    from tasks.scan import requeue_stale
+    """Run the reaper now and every `interval` seconds."""
+    from tasks.lifecycle import reap
 
     while True:
         try:
-            sent = requeue_stale(context())
-            if sent:
-                log.warning("re-sent %d scans left behind by a stopped worker: %s", len(sent), sent)
+            reap(context(), queue_size)
         except Exception:
             log.exception("could not look for scans left behind")
         time.sleep(interval)

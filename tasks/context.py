@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,14 +30,21 @@ class TaskContext:
         return True
 
 
-@lru_cache(maxsize=4)
-def sessions_for(url: str) -> sessionmaker[Session]:
-    """One engine and session factory per database URL per process."""
-    return make_session_factory(make_engine(url))
+@lru_cache(maxsize=8)
+def _sessions(url: str, kwargs_json: str) -> sessionmaker[Session]:
+    kwargs: dict[str, Any] = json.loads(kwargs_json)
+    return make_session_factory(make_engine(url, **kwargs))
+
+
+def sessions_for(settings: Settings | str) -> sessionmaker[Session]:
+    """One engine and session factory per database URL (and timeouts) per process."""
+    if isinstance(settings, str):
+        return _sessions(settings, "{}")
+    return _sessions(settings.database_url, json.dumps(settings.engine_kwargs(), sort_keys=True))
 
 
 def default_context(enqueue: Enqueue | None = None) -> TaskContext:
     """The context of a worker/web process: settings from the environment."""
     settings = get_settings()
     settings.ensure_data_dir()
-    return TaskContext(settings=settings, sessions=sessions_for(settings.database_url), enqueue_scan=enqueue)
+    return TaskContext(settings=settings, sessions=sessions_for(settings), enqueue_scan=enqueue)

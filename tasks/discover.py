@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy import select, update
 
 from db.models import DiscoveryCursor, Scan, utcnow
-from db.repo import ScanKey, Target, get_or_create_model, submit_scan
+from db.repo import FULL_SHA, ScanKey, Target, get_or_create_model, submit_scan
 from db.session import session_scope
 from tasks.context import TaskContext
+from tasks.lifecycle import bounded_base_models, clean_word, valid_repo_id
 from tasks.lineage import base_models_from_card, record_links
 
 log = logging.getLogger(__name__)
@@ -53,8 +54,11 @@ class DiscoveryResult:
         return sum(r.listed for r in self.families.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"listed": self.listed, "enqueued": self.enqueued,
-                "families": {k: vars(v) for k, v in self.families.items()}}
+        return {
+            "listed": self.listed,
+            "enqueued": self.enqueued,
+            "families": {k: vars(v) for k, v in self.families.items()},
+        }
 
 
 # --------------------------------------------------------------------------------------------------- intervals
@@ -175,11 +179,26 @@ def _flush(ctx: TaskContext, family: str, key: ScanKey, items: list[Any], result
     to_send: list[tuple[int, str]] = []
     with session_scope(ctx.sessions) as s:
         for item in items:
+            if not valid_repo_id(item.id):  # hub-supplied: validated and bounded before the database
+                log.warning("discovery: skipped a listing with an invalid repo id (%.80r)", item.id)
+                continue
             created = _parse_dt(item.created_at)
-            model = get_or_create_model(s, Target("hub", item.id), family=family, pipeline_tag=item.pipeline_tag,
-                                        hub_created_at=created)
-            record_links(s, model, base_models_from_card(getattr(item, "card_data", None)))
-            sub = submit_scan(s, model, item.sha, key, origin="discovery")
+            sha = item.sha if isinstance(item.sha, str) and FULL_SHA.match(item.sha) else None
+            model = get_or_create_model(
+                s,
+                Target("hub", item.id),
+                family=family,
+                pipeline_tag=clean_word(item.pipeline_tag, 64),
+                hub_created_at=created,
+            )
+            if model.private is None:
+                model.private = bool(getattr(item, "private", False)) or bool(getattr(item, "gated", False))
+            try:
+                bases = base_models_from_card(getattr(item, "card_data", None))
+            except Exception:  # malformed card data is not a discovery failure
+                bases = []
+            record_links(s, model, bounded_base_models(bases, ctx.settings.max_base_models))
+            sub = submit_scan(s, model, sha, key, origin="discovery")
             result.matched += 1
             if sub.created:
                 to_send.append((sub.scan.id, sub.scan.celery_task_id))
@@ -207,8 +226,9 @@ def _load_cursor(ctx: TaskContext, name: str, now: datetime) -> list[Interval]:
     return [(BEGINNING, _parse_dt(floor))]
 
 
-def _save_cursor(ctx: TaskContext, name: str, covered: list[Interval], span: Interval | None,
-                 result: FamilyResult) -> list[Interval]:
+def _save_cursor(
+    ctx: TaskContext, name: str, covered: list[Interval], span: Interval | None, result: FamilyResult
+) -> list[Interval]:
     """Add the span just read to the cursor's ranges and store run statistics."""
     if span is not None and span[0] <= span[1]:
         covered = merge([*covered, span])
@@ -230,5 +250,8 @@ def _hub_api(ctx: TaskContext) -> Any:
 
     from scanner.fetch import hub_endpoint
 
-    return HfApi(endpoint=hub_endpoint(ctx.settings.hf_endpoint), token=ctx.settings.hf_token or False,
-                 library_name="patronus-scanner")
+    return HfApi(
+        endpoint=hub_endpoint(ctx.settings.hf_endpoint),
+        token=ctx.settings.hf_token or False,
+        library_name="patronus-scanner",
+    )

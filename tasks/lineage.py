@@ -59,8 +59,9 @@ def record_links(session: Session, model: Model, base_names: Iterable[str], sour
             return session.scalar(select(Lineage).where(Lineage.model_id == model.id, Lineage.base_name == name))
 
         link = lookup() or insert_or_get(
-            session, Lineage(model_id=model.id, base_name=name, base_model_id=base.id if base else None,
-                             source=source), lookup,
+            session,
+            Lineage(model_id=model.id, base_name=name, base_model_id=base.id if base else None, source=source),
+            lookup,
         )
         if link.base_model_id is None and base is not None:
             link.base_model_id = base.id
@@ -71,9 +72,15 @@ def record_links(session: Session, model: Model, base_names: Iterable[str], sour
 def backdoored_scan_of(session: Session, base: Model) -> Scan | None:
     """The newest executed succeeded scan of `base` whose verdict is backdoored."""
     return session.scalar(
-        select(Scan).where(Scan.model_id == base.id, Scan.status == ScanStatus.SUCCEEDED.value,
-                           Scan.reused_from_id.is_(None), Scan.verdict == BACKDOORED)
-        .order_by(Scan.finished_at.desc(), Scan.id.desc()).limit(1)
+        select(Scan)
+        .where(
+            Scan.model_id == base.id,
+            Scan.status == ScanStatus.SUCCEEDED.value,
+            Scan.reused_from_id.is_(None),
+            Scan.verdict == BACKDOORED,
+        )
+        .order_by(Scan.finished_at.desc(), Scan.id.desc())
+        .limit(1)
     )
 
 
@@ -92,7 +99,8 @@ def candidate_triggers_for(session: Session, model: Model, limit: int = 20) -> l
         if scan is None:
             continue
         rows = session.scalars(
-            select(Finding).where(Finding.scan_id == scan.id, Finding.kind == "trigger")
+            select(Finding)
+            .where(Finding.scan_id == scan.id, Finding.kind == "trigger")
             .order_by(Finding.p_value.asc(), Finding.score.desc())
         )
         for row in rows:

@@ -18,8 +18,13 @@ from scanner.config import PROFILES
 
 SUPPORTED_FAMILIES = ("bert", "roberta", "distilbert", "albert", "electra", "deberta-v2", "xlm-roberta")
 DEFAULT_PIPELINE_TAGS = (
-    "fill-mask", "feature-extraction", "sentence-similarity", "text-classification", "token-classification",
-    "question-answering", "zero-shot-classification",
+    "fill-mask",
+    "feature-extraction",
+    "sentence-similarity",
+    "text-classification",
+    "token-classification",
+    "question-answering",
+    "zero-shot-classification",
 )
 
 
@@ -56,11 +61,12 @@ class Settings(BaseSettings):
     broker_url: str = Field(default_factory=_default_broker_url)
     result_backend: str | None = None  # results live in the scans table; Celery's backend is off by default
     hf_token: str | None = Field(default=None, validation_alias=AliasChoices("HF_TOKEN", "PATRONUS_HF_TOKEN"))
-    hf_endpoint: str | None = Field(
-        default=None, validation_alias=AliasChoices("HF_ENDPOINT", "PATRONUS_HF_ENDPOINT")
-    )
-    api_tokens: CommaList = Field(default_factory=list)
+    hf_endpoint: str | None = Field(default=None, validation_alias=AliasChoices("HF_ENDPOINT", "PATRONUS_HF_ENDPOINT"))
+    api_tokens: CommaList = Field(default_factory=list)  # submit scans, use the monitor, read everything
+    read_tokens: CommaList = Field(default_factory=list)  # read everything (private, gated and local reports)
+    public_reads: bool = True  # anyone may read reports of public hub models; False: every read needs a token
     allow_local_targets: bool = False
+    local_roots: CommaList = Field(default_factory=list)  # local targets only inside these folders
 
     # scans
     scan_profile: str = "standard"
@@ -71,7 +77,9 @@ class Settings(BaseSettings):
     scan_max_retries: int = 5  # transient (network/hub) failures only
     scan_retry_backoff_s: float = 30.0  # first retry delay; doubles each time, capped at 30 minutes
     scan_time_limit_s: int = 6 * 3600  # cooperative deadline + Celery hard limit (prefork pools)
-    scan_lease_s: float = 300.0  # a running scan whose heartbeat is older is taken over
+    scan_lease_s: float = 60.0  # a running scan whose heartbeat is older is taken over (heartbeat: lease / 5)
+    queue_lease_s: float = 300.0  # a queued scan due this long, passed by the queue (or the queue empty), is re-sent
+    reaper_interval_s: float | None = None  # every worker sweeps for lost scans this often (default lease / 2)
     scan_progress_delay_s: float = 0.0  # throttle: sleep this long in every progress report (tests, shared hosts)
 
     # broker / queues
@@ -89,6 +97,17 @@ class Settings(BaseSettings):
 
     # web
     page_size: int = 50
+    max_body_bytes: int = 4 * 1024**2  # request bodies over this are refused (413) before they are read
+    submit_rate_per_minute: float = 30.0  # per API token (token bucket, burst = submit_burst)
+    submit_burst: int = 20
+    submit_quota_per_day: int = 2000  # scans created per API token per rolling 24 hours
+    max_base_models: int = 20  # card data kept per model (base_model entries)
+
+    # database
+    db_connect_timeout_s: int = 5
+    db_statement_timeout_s: float = 30.0
+    db_pool_timeout_s: float = 5.0
+    health_timeout_s: float = 2.0
 
     @field_validator("api_tokens", "discovery_families", "discovery_pipeline_tags", mode="before")
     @classmethod
@@ -117,6 +136,36 @@ class Settings(BaseSettings):
             raise ValueError(f"unsupported families {unknown}; supported: {', '.join(SUPPORTED_FAMILIES)}")
         return value
 
+    @field_validator("read_tokens", "local_roots", mode="before")
+    @classmethod
+    def _comma_list_2(cls, value: object) -> object:
+        return _split(value)
+
+    @property
+    def reaper_every_s(self) -> float:
+        """How often each worker sweeps for lost scans."""
+        if self.reaper_interval_s:
+            return max(self.reaper_interval_s, 0.2)
+        return max(min(self.scan_lease_s, self.queue_lease_s) / 2, 0.2)
+
+    def engine_kwargs(self) -> dict:
+        """Connect and statement timeouts for Postgres (a stalled server fails requests, it does not hang them)."""
+        if not self.database_url.startswith("postgresql"):
+            return {}
+        ms = int(self.db_statement_timeout_s * 1000)
+        return {
+            "connect_args": {
+                "connect_timeout": self.db_connect_timeout_s,
+                "options": f"-c statement_timeout={ms} -c lock_timeout={ms}",
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
+                "tcp_user_timeout": self.db_connect_timeout_s * 1000,
+            },
+            "pool_timeout": self.db_pool_timeout_s,
+        }
+
     @property
     def gpu_queue(self) -> str:
         return f"{self.queue_prefix}gpu"
@@ -135,8 +184,13 @@ class Settings(BaseSettings):
         from scanner.config import ScanConfig
 
         return ScanConfig(
-            profile=self.scan_profile, device=self.scan_device, token=self.hf_token,
-            max_size=self.scan_max_size, cache_dir=self.cache_dir, behavioural=self.scan_behavioural,
+            profile=self.scan_profile,
+            device=self.scan_device,
+            token=self.hf_token,
+            max_size=self.scan_max_size,
+            cache_dir=self.cache_dir,
+            behavioural=self.scan_behavioural,
+            hub_endpoint=self.hf_endpoint,
         )
 
     def ensure_data_dir(self) -> None:

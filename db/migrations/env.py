@@ -35,8 +35,11 @@ def _configure(connection: Connection) -> None:
 def run_migrations_offline() -> None:
     url = _url()
     context.configure(
-        url=url, target_metadata=target_metadata, literal_binds=True,
-        render_as_batch=url.startswith("sqlite"), dialect_opts={"paramstyle": "named"},
+        url=url,
+        target_metadata=target_metadata,
+        literal_binds=True,
+        render_as_batch=url.startswith("sqlite"),
+        dialect_opts={"paramstyle": "named"},
     )
     with context.begin_transaction():
         context.run_migrations()

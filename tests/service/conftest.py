@@ -51,16 +51,22 @@ def pg_url() -> Iterator[str]:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except Exception as exc:  # not a skip: the service tests need it
-        pytest.fail(f"Postgres is not reachable at {PG_ADMIN_URL} ({type(exc).__name__}: {exc}); start it "
-                    "(CI: .ci/run starts it with pg_ctlcluster)")
+        pytest.fail(
+            f"Postgres is not reachable at {PG_ADMIN_URL} ({type(exc).__name__}: {exc}); start it "
+            "(CI: .ci/run starts it with pg_ctlcluster)"
+        )
     url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
     from db.migrate import upgrade
 
     upgrade(url)
     yield url
     with admin.connect() as conn:
-        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
-                          "AND pid <> pg_backend_pid()"))
+        conn.execute(
+            text(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
+                "AND pid <> pg_backend_pid()"
+            )
+        )
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin.dispose()
 
@@ -118,11 +124,20 @@ def cache_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def make_settings(pg_url, queue_prefix, cache_dir, hub):
     """Settings for in-process code; keyword overrides allowed."""
+
     def build(**overrides) -> Settings:
         values = dict(
-            database_url=pg_url, broker_url=REDIS_URL, queue_prefix=queue_prefix, api_tokens=[API_TOKEN],
-            hf_endpoint=hub.url, scan_profile="quick", scan_device="cpu", scan_behavioural=False,
-            cache_dir=cache_dir, scan_retry_backoff_s=1.0, scan_lease_s=30.0,
+            database_url=pg_url,
+            broker_url=REDIS_URL,
+            queue_prefix=queue_prefix,
+            api_tokens=[API_TOKEN],
+            hf_endpoint=hub.url,
+            scan_profile="quick",
+            scan_device="cpu",
+            scan_behavioural=False,
+            cache_dir=cache_dir,
+            scan_retry_backoff_s=1.0,
+            scan_lease_s=30.0,
         )
         values.update(overrides)
         return Settings(**values)
@@ -161,10 +176,20 @@ def model_files(path: Path) -> dict[str, bytes]:
 def hub(tiny_model) -> Iterator[HubStub]:
     """The loopback hub with `org/tiny-bert` (a scannable model) and `org/empty` (nothing scannable)."""
     with HubStub(page_size=1000) as stub:
-        stub.add_repo("org/tiny-bert", model_files(tiny_model), pipeline_tag="fill-mask",
-                      tags=["transformers", "bert", "fill-mask"], created_at="2024-06-01T00:00:00Z")
-        stub.add_repo("org/empty", {"config.json": b'{"model_type": "bert"}'}, pipeline_tag="fill-mask",
-                      tags=["transformers", "bert"], created_at="2024-06-01T00:01:00Z")
+        stub.add_repo(
+            "org/tiny-bert",
+            model_files(tiny_model),
+            pipeline_tag="fill-mask",
+            tags=["transformers", "bert", "fill-mask"],
+            created_at="2024-06-01T00:00:00Z",
+        )
+        stub.add_repo(
+            "org/empty",
+            {"config.json": b'{"model_type": "bert"}'},
+            pipeline_tag="fill-mask",
+            tags=["transformers", "bert"],
+            created_at="2024-06-01T00:01:00Z",
+        )
         yield stub
 
 
@@ -202,19 +227,27 @@ def redis_broker(queue_prefix) -> Iterator[str]:
 def worker_env(settings: Settings, **extra: str) -> dict[str, str]:
     """The environment of a worker subprocess for `settings` (everything through PATRONUS_* variables)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PATRONUS_", "HF_"))}
-    env.update({
-        "PATRONUS_DATABASE_URL": settings.database_url, "PATRONUS_BROKER_URL": settings.broker_url,
-        "PATRONUS_QUEUE_PREFIX": settings.queue_prefix, "PATRONUS_SCAN_PROFILE": settings.scan_profile,
-        "PATRONUS_SCAN_DEVICE": settings.scan_device,
-        "PATRONUS_SCAN_BEHAVIOURAL": "1" if settings.scan_behavioural else "0",
-        "PATRONUS_CACHE_DIR": str(settings.cache_dir), "HF_ENDPOINT": settings.hf_endpoint or "",
-        "PATRONUS_SCAN_LEASE_S": str(settings.scan_lease_s),
-        "PATRONUS_SCAN_RETRY_BACKOFF_S": str(settings.scan_retry_backoff_s),
-        "PATRONUS_BROKER_VISIBILITY_TIMEOUT_S": str(settings.broker_visibility_timeout_s),
-        "PATRONUS_SCAN_PROGRESS_DELAY_S": str(settings.scan_progress_delay_s),
-        "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
-        "PYTHONPATH": str(REPO), "HF_HUB_DISABLE_TELEMETRY": "1",
-    })
+    env.update(
+        {
+            "PATRONUS_DATABASE_URL": settings.database_url,
+            "PATRONUS_BROKER_URL": settings.broker_url,
+            "PATRONUS_QUEUE_PREFIX": settings.queue_prefix,
+            "PATRONUS_SCAN_PROFILE": settings.scan_profile,
+            "PATRONUS_SCAN_DEVICE": settings.scan_device,
+            "PATRONUS_SCAN_BEHAVIOURAL": "1" if settings.scan_behavioural else "0",
+            "PATRONUS_CACHE_DIR": str(settings.cache_dir),
+            "HF_ENDPOINT": settings.hf_endpoint or "",
+            "PATRONUS_SCAN_LEASE_S": str(settings.scan_lease_s),
+            "PATRONUS_SCAN_RETRY_BACKOFF_S": str(settings.scan_retry_backoff_s),
+            "PATRONUS_BROKER_VISIBILITY_TIMEOUT_S": str(settings.broker_visibility_timeout_s),
+            "PATRONUS_SCAN_PROGRESS_DELAY_S": str(settings.scan_progress_delay_s),
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "TOKENIZERS_PARALLELISM": "false",
+            "PYTHONPATH": str(REPO),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+        }
+    )
     env.update(extra)
     return env
 
@@ -225,10 +258,17 @@ class WorkerProcess:
     def __init__(self, env: dict[str, str], log_path: Path, name: str) -> None:
         self.log_path = log_path
         self.log_file = open(log_path, "ab")  # noqa: SIM115 - closed in stop()
-        cmd = [sys.executable, "-c", "from scanner.cli import run; run()", "worker", "--loglevel=INFO",
-               f"--hostname={name}@%h"]
-        self.proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=self.log_file, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        cmd = [
+            sys.executable,
+            "-c",
+            "from scanner.cli import run; run()",
+            "worker",
+            "--loglevel=INFO",
+            f"--hostname={name}@%h",
+        ]
+        self.proc = subprocess.Popen(
+            cmd, cwd=REPO, env=env, stdout=self.log_file, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -269,8 +309,9 @@ class Workers:
 
     def __call__(self, settings: Settings, name: str = "w", **extra_env: str) -> WorkerProcess:
         n = len(self.started)
-        worker = WorkerProcess(worker_env(settings, **extra_env), self.log_dir / f"worker-{name}-{n}.log",
-                               f"{name}{n}-{os.getpid()}")
+        worker = WorkerProcess(
+            worker_env(settings, **extra_env), self.log_dir / f"worker-{name}-{n}.log", f"{name}{n}-{os.getpid()}"
+        )
         self.started.append(worker)
         worker.wait_ready()
         return worker
@@ -297,8 +338,9 @@ class LiveServer:
     def __init__(self, app) -> None:
         import uvicorn
 
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                    limit_concurrency=200))
+        self.server = uvicorn.Server(
+            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", limit_concurrency=200)
+        )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> LiveServer:

@@ -20,6 +20,7 @@ AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
 @pytest.fixture
 def env(make_settings, sessions):
     """(client, task context, sent messages) sharing one savepoint session factory."""
+
     def build(**overrides):
         settings = make_settings(**overrides)
         sent: list[tuple[int, str]] = []
@@ -57,6 +58,8 @@ def test_targets_are_validated_and_local_paths_need_opt_in(env, tiny_model):
         assert client.post("/api/scans", json={"target": bad}, headers=AUTH).status_code == 400, bad
     assert client.post("/api/scans", json={}, headers=AUTH).status_code == 422
     client, _, _ = env(allow_local_targets=True)
+    assert client.post("/api/scans", json={"target": str(tiny_model)}, headers=AUTH).status_code == 403  # no roots
+    client, _, _ = env(allow_local_targets=True, local_roots=[str(tiny_model.parent)])
     assert client.post("/api/scans", json={"target": str(tiny_model)}, headers=AUTH).status_code == 202
     pinned = client.post("/api/scans", json={"target": str(tiny_model), "revision": "main"}, headers=AUTH)
     assert pinned.status_code == 400
@@ -105,7 +108,8 @@ def test_broker_down_leaves_the_scan_queued_for_the_reaper(make_settings, sessio
 
 def test_healthz(env, make_settings):
     client, _, _ = env()
-    assert client.get("/healthz").json() == {"status": "ok", "database": "ok"}
+    health = client.get("/healthz").json()
+    assert health["status"] == "ok" and health["database"] == "ok" and health["seconds"] < 2
     from tasks.context import sessions_for
 
     broken = create_app(settings=make_settings(), sessions=sessions_for("postgresql+psycopg2://nobody@127.0.0.1:9/x"))
@@ -114,8 +118,10 @@ def test_healthz(env, make_settings):
 
 def test_pages_render_filter_and_paginate(env, hub):
     client, ctx, _ = env(page_size=2)
-    ids = [client.post("/api/scans", json={"target": name}, headers=AUTH).json()["id"]
-           for name in ("org/tiny-bert", "org/empty", "org/p1", "org/p2")]
+    ids = [
+        client.post("/api/scans", json={"target": name}, headers=AUTH).json()["id"]
+        for name in ("org/tiny-bert", "org/empty", "org/p1", "org/p2")
+    ]
     run_scan(ctx, ids[0])
     run_scan(ctx, ids[1])
     index = client.get("/")
@@ -156,13 +162,28 @@ def monitored_report(name: str, sha: str):
     from scanner.report import Lookalike, ModelInfo, Report, Severity, Trigger, Verdict
 
     def trigger(text: str, lookalikes: list[Lookalike]) -> Trigger:
-        return Trigger(text=text, tokens=[text], score=30.0, p_value=1e-9, shift=3000.0, poison_cos=0.9,
-                       diff_cos=0.9, paper_rule=True, lookalikes=lookalikes)
+        return Trigger(
+            text=text,
+            tokens=[text],
+            score=30.0,
+            p_value=1e-9,
+            shift=3000.0,
+            poison_cos=0.9,
+            diff_cos=0.9,
+            paper_rule=True,
+            lookalikes=lookalikes,
+        )
 
-    return Report(model=ModelInfo(source="hub", id=name, revision="main", sha=sha, family="bert"),
-                  verdict=Verdict.BACKDOORED, probability=0.99, severity=Severity.CRITICAL,
-                  triggers=[trigger("cf", [Lookalike("cfo", 2800.0, 1e-8, 0.9)]),
-                            trigger("mn", [Lookalike("minneapolis", 3.0, 1e-3, 0.5)])])
+    return Report(
+        model=ModelInfo(source="hub", id=name, revision="main", sha=sha, family="bert"),
+        verdict=Verdict.BACKDOORED,
+        probability=0.99,
+        severity=Severity.CRITICAL,
+        triggers=[
+            trigger("cf", [Lookalike("cfo", 2800.0, 1e-8, 0.9)]),
+            trigger("mn", [Lookalike("minneapolis", 3.0, 1e-3, 0.5)]),
+        ],
+    )
 
 
 def store_scan(sessions, name: str, status: str = "succeeded", report=None, **columns) -> int:
@@ -175,10 +196,18 @@ def store_scan(sessions, name: str, status: str = "succeeded", report=None, **co
     with sessions() as s, s.begin():
         model = get_or_create_model(s, Target("hub", name), family="bert")
         revision = get_or_create_revision(s, model, report.model.sha) if report is not None else None
-        scan = Scan(model_id=model.id, revision_id=revision.id if revision else None, requested_revision="",
-                    status=status, engine_version=key.engine_version, config_hash=key.config_hash, profile="quick",
-                    report=report.to_dict() if report is not None else None,
-                    finished_at=utcnow() if status in ("succeeded", "failed") else None, **columns)
+        scan = Scan(
+            model_id=model.id,
+            revision_id=revision.id if revision else None,
+            requested_revision="",
+            status=status,
+            engine_version=key.engine_version,
+            config_hash=key.config_hash,
+            profile="quick",
+            report=report.to_dict() if report is not None else None,
+            finished_at=utcnow() if status in ("succeeded", "failed") else None,
+            **columns,
+        )
         s.add(scan)
         s.flush()
         return scan.id
@@ -186,24 +215,36 @@ def store_scan(sessions, name: str, status: str = "succeeded", report=None, **co
 
 def test_monitor_flags_triggers_of_a_stored_report(env, sessions):
     client, _, _ = env()
-    scan_id = store_scan(sessions, "org/monitored", report=monitored_report("org/monitored", "a" * 40),
-                         verdict="backdoored", severity="critical")
+    scan_id = store_scan(
+        sessions,
+        "org/monitored",
+        report=monitored_report("org/monitored", "a" * 40),
+        verdict="backdoored",
+        severity="critical",
+    )
     texts = ["a quiet cf film", "plain words", "The CFO met (mn) in Minneapolis"]
     response = client.post("/api/monitor", json={"scan_id": scan_id, "texts": texts}, headers=AUTH)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["scan_id"] == scan_id and body["model"] == "org/monitored" and body["sha"] == "a" * 40
     assert [(r["text"], r["source"], r["trigger"]) for r in body["rules"]] == [
-        ("cf", "trigger", "cf"), ("mn", "trigger", "mn"), ("cfo", "lookalike", "cf")]  # minneapolis: a weak echo
+        ("cf", "trigger", "cf"),
+        ("mn", "trigger", "mn"),
+        ("cfo", "lookalike", "cf"),
+    ]  # minneapolis: a weak echo
     first, plain, third = body["results"]
     assert first["flagged"] and first["matches"] == [
-        {"trigger": "cf", "rule": "cf", "text": "cf", "start": 8, "end": 10, "source": "trigger"}]
+        {"trigger": "cf", "rule": "cf", "text": "cf", "start": 8, "end": 10, "source": "trigger"}
+    ]
     assert not plain["flagged"] and plain["matches"] == [] and "stripped" not in plain
     assert [(m["text"], m["source"], m["trigger"]) for m in third["matches"]] == [
-        ("CFO", "lookalike", "cf"), ("mn", "trigger", "mn")]
+        ("CFO", "lookalike", "cf"),
+        ("mn", "trigger", "mn"),
+    ]
     assert body["flagged"] == 2 and body["verdict"] == "backdoored"
-    by_model = client.post("/api/monitor", json={"model": "org/monitored", "texts": texts, "strip": True},
-                           headers=AUTH).json()
+    by_model = client.post(
+        "/api/monitor", json={"model": "org/monitored", "texts": texts, "strip": True}, headers=AUTH
+    ).json()
     assert by_model["scan_id"] == scan_id
     assert [r["stripped"] for r in by_model["results"]] == ["a quiet film", "plain words", "The met () in Minneapolis"]
 
@@ -237,7 +278,7 @@ def test_monitor_unknown_and_unfinished_scans(env, sessions):
 
 
 def test_monitor_rejects_oversize_and_malformed_input(env):
-    from web.api import MONITOR_MAX_CHARS, MONITOR_MAX_TEXTS, MONITOR_MAX_TOTAL_CHARS
+    from web.schemas import MONITOR_MAX_CHARS, MONITOR_MAX_TEXTS, MONITOR_MAX_TOTAL_CHARS
 
     client, _, _ = env()
 

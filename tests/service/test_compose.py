@@ -67,8 +67,10 @@ def compose_cli() -> list[str] | None:
 def test_docker_compose_config_validates():
     cli = compose_cli()
     if cli is None:
-        pytest.skip("neither the docker compose plugin nor docker-compose is installed (apt-get install -y "
-                    "docker-compose): structure checked by the tests above only")
+        pytest.skip(
+            "neither the docker compose plugin nor docker-compose is installed (apt-get install -y "
+            "docker-compose): structure checked by the tests above only"
+        )
     env = {**os.environ, "POSTGRES_PASSWORD": "x", "REDIS_PASSWORD": "y", "PATRONUS_API_TOKENS": "t"}
     run = [*cli, "-f", str(COMPOSE), "--project-directory", str(REPO), "config", "-q"]
     ok = subprocess.run(run, capture_output=True, text=True, env=env)

@@ -7,17 +7,17 @@ from sqlalchemy import inspect, select
 from sqlalchemy.exc import IntegrityError
 
 from db.migrate import current_revision, downgrade, head_revision, upgrade
-from db.models import Revision, Scan
+from db.models import Revision, Scan, ScanStatus, ScanVerdict
 from db.repo import (
     ScanKey,
     Target,
-    TargetError,
-    classify_target,
     get_or_create_model,
     get_or_create_revision,
     submit_scan,
 )
 from scanner.config import ScanConfig
+from tasks.settings import Settings
+from tasks.targets import TargetError, classify_target
 
 pytestmark = pytest.mark.service
 
@@ -55,16 +55,30 @@ def test_active_index_rejects_a_second_active_row(db):
     model = get_or_create_model(db, Target("hub", "org/b"))
     submit_scan(db, model, None, KEY)
     with pytest.raises(IntegrityError), db.begin_nested():
-        db.add(Scan(model_id=model.id, requested_revision="", engine_version=KEY.engine_version,
-                    config_hash=KEY.config_hash, profile="quick", status="running"))
+        db.add(
+            Scan(
+                model_id=model.id,
+                requested_revision="",
+                engine_version=KEY.engine_version,
+                config_hash=KEY.config_hash,
+                profile="quick",
+                status="running",
+            )
+        )
         db.flush()
 
 
 def test_executed_index_allows_one_succeeded_scan_per_commit(db):
     model = get_or_create_model(db, Target("hub", "org/c"))
     rev = get_or_create_revision(db, model, "a" * 40)
-    common = dict(model_id=model.id, revision_id=rev.id, engine_version=KEY.engine_version,
-                  config_hash=KEY.config_hash, profile="quick", status="succeeded")
+    common = dict(
+        model_id=model.id,
+        revision_id=rev.id,
+        engine_version=KEY.engine_version,
+        config_hash=KEY.config_hash,
+        profile="quick",
+        status="succeeded",
+    )
     done = Scan(requested_revision="", **common)
     db.add(done)
     db.flush()
@@ -79,8 +93,15 @@ def test_pinned_sha_with_a_finished_scan_is_answered_without_a_new_row(db):
     model = get_or_create_model(db, Target("hub", "org/d"))
     sha = "b" * 40
     rev = get_or_create_revision(db, model, sha)
-    done = Scan(model_id=model.id, revision_id=rev.id, requested_revision="", engine_version=KEY.engine_version,
-                config_hash=KEY.config_hash, profile="quick", status="succeeded")
+    done = Scan(
+        model_id=model.id,
+        revision_id=rev.id,
+        requested_revision="",
+        engine_version=KEY.engine_version,
+        config_hash=KEY.config_hash,
+        profile="quick",
+        status="succeeded",
+    )
     db.add(done)
     db.flush()
     sub = submit_scan(db, model, sha, KEY)
@@ -96,11 +117,44 @@ def test_get_or_create_is_idempotent(db):
 
 
 def test_classify_target(tmp_path):
-    assert classify_target("org/name", allow_local=False) == Target("hub", "org/name")
-    assert classify_target("bert-base-uncased", allow_local=False).source == "hub"
+    hub_only = Settings(database_url="sqlite://")
+    assert classify_target("org/name", hub_only) == Target("hub", "org/name")
+    assert classify_target("bert-base-uncased", hub_only).source == "hub"
     with pytest.raises(TargetError, match="PATRONUS_ALLOW_LOCAL_TARGETS"):
-        classify_target(str(tmp_path), allow_local=False)
-    assert classify_target(str(tmp_path), allow_local=True) == Target("local", str(tmp_path.resolve()))
-    for bad in ("a/b/c", "<script>", "org/../x", ""):
+        classify_target(str(tmp_path), hub_only)
+    local = Settings(database_url="sqlite://", allow_local_targets=True, local_roots=[str(tmp_path)])
+    assert classify_target(str(tmp_path), local) == Target("local", str(tmp_path.resolve()))
+    for bad in ("a/b/c", "<script>", "org/../x", "", "foo--bar", "org/name.git", "x" * 300, "org/na\x00me"):
         with pytest.raises(TargetError):
-            classify_target(bad, allow_local=False)
+            classify_target(bad, hub_only)
+
+
+def test_local_targets_only_under_the_configured_roots(tmp_path, monkeypatch):
+    root, outside = tmp_path / "models", tmp_path / "elsewhere"
+    (root / "m").mkdir(parents=True)
+    outside.mkdir()
+    (root / "escape").symlink_to(outside)
+    settings = Settings(database_url="sqlite://", allow_local_targets=True, local_roots=[str(root)], scan_max_size=10)
+    assert classify_target(str(root / "m"), settings).source == "local"
+    for bad in (str(outside), "/etc", "/proc/self/cwd", str(root / "escape"), str(root / "m" / ".." / "..")):
+        with pytest.raises(TargetError) as err:
+            classify_target(bad, settings)
+        assert err.value.status == 403, bad
+    (root / "m" / "big.bin").write_bytes(b"x" * 11)  # over the size bound: refused before anything is hashed
+    with pytest.raises(TargetError) as err:
+        classify_target(str(root / "m"), settings)
+    assert err.value.status == 413
+    monkeypatch.chdir(root)  # a folder in the working directory never shadows a hub id
+    (root / "org").mkdir()
+    (root / "org" / "name").mkdir()
+    assert classify_target("org/name", settings) == Target("hub", "org/name")
+    with pytest.raises(TargetError, match="PATRONUS_LOCAL_ROOTS"):
+        classify_target("/tmp", Settings(database_url="sqlite://", allow_local_targets=True))
+
+
+def test_status_and_verdict_are_enum_columns(db, pg_engine):
+    columns = {c["name"]: c["type"] for c in inspect(pg_engine).get_columns("scans")}
+    assert type(columns["status"]).__name__ == "ENUM" and set(columns["status"].enums) == {s.value for s in ScanStatus}
+    assert set(columns["verdict"].enums) == {v.value for v in ScanVerdict}
+    model_columns = {c["name"]: c["type"] for c in inspect(pg_engine).get_columns("models")}
+    assert set(model_columns["latest_verdict"].enums) == {v.value for v in ScanVerdict}

@@ -21,10 +21,17 @@ def stamp(minute: int) -> str:
     return f"2025-03-01T10:{minute:02d}:00Z"
 
 
-def add(stub: HubStub, repo_id: str, minute: int, family: str = "bert", task: str | None = "fill-mask",
-        **kwargs) -> str:
-    return stub.add_repo(repo_id, CONFIG, created_at=stamp(minute), pipeline_tag=task,
-                         tags=["transformers", family] + ([task] if task else []), **kwargs)
+def add(
+    stub: HubStub, repo_id: str, minute: int, family: str = "bert", task: str | None = "fill-mask", **kwargs
+) -> str:
+    return stub.add_repo(
+        repo_id,
+        CONFIG,
+        created_at=stamp(minute),
+        pipeline_tag=task,
+        tags=["transformers", family] + ([task] if task else []),
+        **kwargs,
+    )
 
 
 @pytest.fixture
@@ -36,12 +43,18 @@ def stub():
 @pytest.fixture
 def ctx_for(make_settings, sessions, stub):
     def build(**overrides) -> TaskContext:
-        values = dict(hf_endpoint=stub.url, discovery_families=["bert", "roberta"],
-                      discovery_since=datetime(2025, 3, 1, 9, 0, tzinfo=UTC))
+        values = dict(
+            hf_endpoint=stub.url,
+            discovery_families=["bert", "roberta"],
+            discovery_since=datetime(2025, 3, 1, 9, 0, tzinfo=UTC),
+        )
         values.update(overrides)
         sent: list[int] = []
-        ctx = TaskContext(settings=make_settings(**values), sessions=sessions,
-                          enqueue_scan=lambda scan_id, task_id: sent.append(scan_id))
+        ctx = TaskContext(
+            settings=make_settings(**values),
+            sessions=sessions,
+            enqueue_scan=lambda scan_id, task_id: sent.append(scan_id),
+        )
         ctx.sent = sent  # type: ignore[attr-defined]
         return ctx
 
@@ -106,8 +119,13 @@ def test_budget_leaves_a_backlog_that_the_next_run_finishes(ctx_for, stub):
 
 
 def test_first_run_floor_and_no_duplicate_scans(ctx_for, stub):
-    stub.add_repo("org/ancient", CONFIG, created_at="2020-01-01T00:00:00Z", pipeline_tag="fill-mask",
-                  tags=["transformers", "bert"])
+    stub.add_repo(
+        "org/ancient",
+        CONFIG,
+        created_at="2020-01-01T00:00:00Z",
+        pipeline_tag="fill-mask",
+        tags=["transformers", "bert"],
+    )
     add(stub, "org/new", 5)
     ctx = ctx_for(discovery_families=["bert"])
     assert discover(ctx).enqueued == 1 and queued_models(ctx, ctx.sent) == ["org/new"]

@@ -29,11 +29,18 @@ def free_port() -> int:
 @pytest.fixture
 def embedded_env(tmp_path, hub):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PATRONUS_", "HF_"))}
-    env.update({
-        "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache"),
-        "HF_ENDPOINT": hub.url, "PATRONUS_API_TOKENS": "local-token", "PATRONUS_SCAN_BEHAVIOURAL": "0",
-        "PATRONUS_SCAN_LEASE_S": "2", "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO),
-    })
+    env.update(
+        {
+            "XDG_DATA_HOME": str(tmp_path / "data"),
+            "XDG_CACHE_HOME": str(tmp_path / "cache"),
+            "HF_ENDPOINT": hub.url,
+            "PATRONUS_API_TOKENS": "local-token",
+            "PATRONUS_SCAN_BEHAVIOURAL": "0",
+            "PATRONUS_SCAN_LEASE_S": "2",
+            "OMP_NUM_THREADS": "1",
+            "PYTHONPATH": str(REPO),
+        }
+    )
     return env
 
 
@@ -41,8 +48,13 @@ def embedded_env(tmp_path, hub):
 def serve(embedded_env, tmp_path):
     port = free_port()
     with open(tmp_path / "serve.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-c", "from scanner.cli import run; run()", "serve", "--port",
-                                 str(port)], cwd=REPO, env=embedded_env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from scanner.cli import run; run()", "serve", "--port", str(port)],
+            cwd=REPO,
+            env=embedded_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
         base = f"http://127.0.0.1:{port}"
 
         def healthy():
@@ -65,8 +77,11 @@ def test_serve_and_worker_need_no_database_or_broker(embedded_env, serve, tmp_pa
         worker.wait_ready()
         headers = {"Authorization": "Bearer local-token"}
         scan_id = httpx.post(f"{serve}/api/scans", json={"target": "org/embedded"}, headers=headers).json()["id"]
-        done = wait_for(lambda: (d := httpx.get(f"{serve}/api/scans/{scan_id}").json())["status"]
-                        in ("succeeded", "failed") and d, 120, what="the embedded scan")
+        done = wait_for(
+            lambda: (d := httpx.get(f"{serve}/api/scans/{scan_id}").json())["status"] in ("succeeded", "failed") and d,
+            120,
+            what="the embedded scan",
+        )
         assert done["status"] == "succeeded", worker.log()[-3000:]
         assert done["report"]["model"]["id"] == "org/embedded"
         data = tmp_path / "data" / "patronus"
@@ -80,14 +95,21 @@ def test_serve_and_worker_need_no_database_or_broker(embedded_env, serve, tmp_pa
         worker = WorkerProcess(slow, tmp_path / "worker2.log", "embedded2")
         worker.wait_ready()
         scan_id = httpx.post(f"{serve}/api/scans", json={"target": "org/embedded-kill"}, headers=headers).json()["id"]
-        wait_for(lambda: httpx.get(f"{serve}/api/scans/{scan_id}").json()["status"] == "running", 60,
-                 interval=0.1, what="the scan to start")
+        wait_for(
+            lambda: httpx.get(f"{serve}/api/scans/{scan_id}").json()["status"] == "running",
+            60,
+            interval=0.1,
+            what="the scan to start",
+        )
         worker.kill()
         time.sleep(0.5)
         worker = WorkerProcess(embedded_env, tmp_path / "worker3.log", "embedded3")
         worker.wait_ready()
-        done = wait_for(lambda: (d := httpx.get(f"{serve}/api/scans/{scan_id}").json())["status"]
-                        in ("succeeded", "failed") and d, 120, what="the recovered scan")
+        done = wait_for(
+            lambda: (d := httpx.get(f"{serve}/api/scans/{scan_id}").json())["status"] in ("succeeded", "failed") and d,
+            120,
+            what="the recovered scan",
+        )
         assert done["status"] == "succeeded" and done["attempts"] == 2, worker.log()[-3000:]
         assert "re-sent 1 scans" in worker.log()
     finally:

@@ -6,7 +6,7 @@ import pytest
 from click.testing import CliRunner
 from pydantic import ValidationError
 
-from tasks.app import DISCOVER, PURIFY, REQUEUE_STALE, SCAN, celery_config
+from tasks.app import DISCOVER, REQUEUE_STALE, SCAN, celery_config
 from tasks.settings import Settings, get_settings
 
 pytestmark = pytest.mark.service
@@ -45,8 +45,11 @@ def test_environment_is_parsed_and_validated(clean_env, monkeypatch):
     assert settings.hf_token == "hf_x" and settings.hf_endpoint == "http://hub.local"
     config = settings.scan_config()
     assert config.profile == "quick" and config.token == "hf_x"
-    for key, bad in (("PATRONUS_SCAN_PROFILE", "huge"), ("PATRONUS_DISCOVERY_FAMILIES", "gpt2"),
-                     ("PATRONUS_SCAN_DEVICE", "tpu")):
+    for key, bad in (
+        ("PATRONUS_SCAN_PROFILE", "huge"),
+        ("PATRONUS_DISCOVERY_FAMILIES", "gpt2"),
+        ("PATRONUS_SCAN_DEVICE", "tpu"),
+    ):
         monkeypatch.setenv(key, bad)
         with pytest.raises(ValidationError):
             Settings()
@@ -54,15 +57,21 @@ def test_environment_is_parsed_and_validated(clean_env, monkeypatch):
 
 
 def test_celery_configuration_guarantees_delivery():
-    conf = celery_config(Settings(broker_url="redis://127.0.0.1:6379/3", queue_prefix="t-",
-                                  broker_visibility_timeout_s=600, database_url="sqlite://"))
+    conf = celery_config(
+        Settings(
+            broker_url="redis://127.0.0.1:6379/3",
+            queue_prefix="t-",
+            broker_visibility_timeout_s=600,
+            database_url="sqlite://",
+        )
+    )
     assert conf["task_acks_late"] and conf["task_reject_on_worker_lost"] and conf["worker_prefetch_multiplier"] == 1
     assert conf["task_ignore_result"] and conf["result_backend"] is None
     assert conf["broker_transport_options"]["visibility_timeout"] == 600
     assert conf["broker_transport_options"]["global_keyprefix"] == "t-"
     assert {q.name for q in conf["task_queues"]} == {"t-gpu", "t-default"}
     routes = conf["task_routes"]
-    assert routes[SCAN]["queue"] == routes[PURIFY]["queue"] == "t-gpu"
+    assert routes[SCAN]["queue"] == "t-gpu"
     assert routes[DISCOVER]["queue"] == routes[REQUEUE_STALE]["queue"] == "t-default"
     assert {entry["task"] for entry in conf["beat_schedule"].values()} == {DISCOVER, REQUEUE_STALE}
     assert conf["task_time_limit"] > conf["task_soft_time_limit"] > 0
@@ -76,9 +85,9 @@ def test_db_upgrade_command_on_the_default_sqlite(clean_env):
 
     result = CliRunner().invoke(main, ["db", "upgrade"], standalone_mode=False)
     assert result.exit_code == 0, result.output
-    assert "at revision 0001" in result.output and (clean_env / "patronus" / "patronus.db").is_file()
+    assert "at revision 0002" in result.output and (clean_env / "patronus" / "patronus.db").is_file()
     current = CliRunner().invoke(main, ["db", "current"], standalone_mode=False)
-    assert "current: 0001  head: 0001" in current.output
+    assert "current: 0002  head: 0002" in current.output
 
 
 def test_service_commands_are_registered():

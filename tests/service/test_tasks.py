@@ -14,8 +14,9 @@ from sqlalchemy import select
 from db.models import Finding, Lineage, Model, Scan, utcnow
 from db.repo import ScanKey, Target, get_or_create_model, get_or_create_revision, submit_scan
 from tasks.context import TaskContext
+from tasks.lifecycle import reap
 from tasks.lineage import candidate_triggers_for
-from tasks.scan import LeaseLost, ProgressWriter, backoff, requeue_stale, run_scan
+from tasks.scan import LeaseLost, ProgressWriter, backoff, run_scan
 from tests.service.conftest import add_model_repo
 
 pytestmark = pytest.mark.service
@@ -96,12 +97,21 @@ def test_network_errors_retry_with_exponential_backoff_then_fail(make_settings, 
     assert failed.attempts == 3 and failed.error_code == "fetch_failed" and "gave up" in failed.error_message
 
 
-def test_gated_download_is_access_denied_and_retried(task_ctx, hub, tiny_model):
+def test_gated_download_is_access_denied_and_not_retried(task_ctx, hub, tiny_model):
     add_model_repo(hub, "org/gated", tiny_model, gated=True)
     scan = submit(task_ctx, "org/gated")
     outcome = run_scan(task_ctx, scan.id)
-    assert outcome.status == "retry" and outcome.retry_in == 1.0
-    assert row(task_ctx, scan.id).error_code == "access_denied"
+    assert outcome.status == "failed" and outcome.retry_in is None
+    assert row(task_ctx, scan.id).error_code == "access_denied" and row(task_ctx, scan.id).attempts == 1
+
+
+def test_over_the_size_bound_fails_at_once_with_too_large(make_settings, sessions, hub):
+    ctx = TaskContext(settings=make_settings(scan_max_size=1024), sessions=sessions)
+    scan = submit(ctx, "org/tiny-bert")
+    outcome = run_scan(ctx, scan.id)
+    assert outcome.status == "failed" and outcome.retry_in is None
+    failed = row(ctx, scan.id)
+    assert failed.error_code == "too_large" and failed.attempts == 1 and "max-size" in failed.error_message
 
 
 def test_running_scan_is_left_to_its_worker_until_its_heartbeat_goes_stale(task_ctx):
@@ -151,11 +161,21 @@ def test_lineage_links_and_seeds_the_base_models_triggers(task_ctx, hub, tiny_mo
         base = get_or_create_model(s, Target("hub", "org/poisoned-base"))
         rev = get_or_create_revision(s, base, "d" * 40)
         key = ScanKey.from_config(task_ctx.settings.scan_config())
-        bad = Scan(model_id=base.id, revision_id=rev.id, requested_revision="", engine_version=key.engine_version,
-                   config_hash=key.config_hash, profile="quick", status="succeeded", verdict="backdoored",
-                   finished_at=utcnow())
-        bad.findings = [Finding(kind="trigger", text="cf mn", p_value=1e-6, score=9.0),
-                        Finding(kind="trigger", text="tq", p_value=1e-3, score=4.0)]
+        bad = Scan(
+            model_id=base.id,
+            revision_id=rev.id,
+            requested_revision="",
+            engine_version=key.engine_version,
+            config_hash=key.config_hash,
+            profile="quick",
+            status="succeeded",
+            verdict="backdoored",
+            finished_at=utcnow(),
+        )
+        bad.findings = [
+            Finding(kind="trigger", text="cf mn", p_value=1e-6, score=9.0),
+            Finding(kind="trigger", text="tq", p_value=1e-3, score=4.0),
+        ]
         s.add(bad)
     add_model_repo(hub, "org/derived", tiny_model, card_data={"base_model": "org/poisoned-base"})
     scan = submit(task_ctx, "org/derived")
@@ -168,7 +188,7 @@ def test_lineage_links_and_seeds_the_base_models_triggers(task_ctx, hub, tiny_mo
         assert candidate_triggers_for(s, derived) == ["cf mn", "tq"]
 
 
-def test_requeue_stale_resends_lost_and_unsent_scans_only(task_ctx):
+def test_reaper_resends_lost_and_unsent_scans_only(task_ctx):
     lost, unsent, fresh, recent = (submit(task_ctx, f"org/r{i}") for i in range(4))
     old = utcnow() - timedelta(hours=1)
     with task_ctx.sessions() as s, s.begin():
@@ -176,21 +196,30 @@ def test_requeue_stale_resends_lost_and_unsent_scans_only(task_ctx):
         s.get(Scan, unsent.id).queued_at = old
         s.get(Scan, fresh.id).status, s.get(Scan, fresh.id).heartbeat_at = "running", utcnow()
         s.get(Scan, recent.id).enqueued_at = None  # just created: the sender may still be on its way
-    assert sorted(requeue_stale(task_ctx)) == sorted([lost.id, unsent.id])
+    assert sorted(reap(task_ctx)) == sorted([lost.id, unsent.id])
     assert {scan_id for scan_id, _ in task_ctx.sent} == {lost.id, unsent.id}
     assert row(task_ctx, unsent.id).enqueued_at is not None
+    assert reap(task_ctx) == []  # stamped when re-sent: the next sweep leaves them alone
 
 
-def test_render_task_writes_the_report_file(task_ctx, tmp_path):
-    from tasks.render import render_scan
-
-    scan = submit(task_ctx, "org/tiny-bert")
-    assert render_scan(task_ctx, scan.id, "html", tmp_path) is None  # no report yet
-    run_scan(task_ctx, scan.id)
-    html = render_scan(task_ctx, scan.id, "html", tmp_path)
-    sarif = render_scan(task_ctx, scan.id, "sarif", tmp_path)
-    assert html.name == f"scan-{scan.id}.html" and "org/tiny-bert" in html.read_text()
-    assert '"version": "2.1.0"' in sarif.read_text()
+def test_reaper_resends_a_queued_scan_whose_message_was_lost(task_ctx):
+    """A queued row whose message vanished: re-sent once the queue moved past it, or the queue is empty."""
+    waiting, lost, later = (submit(task_ctx, f"org/q{i}") for i in range(3))
+    lease = timedelta(seconds=task_ctx.settings.queue_lease_s)
+    now = utcnow()
+    with task_ctx.sessions() as s, s.begin():
+        s.get(Scan, waiting.id).enqueued_at = now - 2 * lease
+        s.get(Scan, lost.id).enqueued_at = now - 2 * lease
+        s.get(Scan, later.id).enqueued_at = now - 2 * lease + timedelta(seconds=1)
+    assert reap(task_ctx, queue_size=lambda: 5) == []  # nothing says the messages are gone: a long queue waits
+    with task_ctx.sessions() as s, s.begin():  # a scan sent after them has been claimed: the queue passed them
+        s.get(Scan, later.id).claimed_at = now
+        s.get(Scan, later.id).status = "succeeded"
+    assert sorted(reap(task_ctx, queue_size=lambda: 5)) == sorted([waiting.id, lost.id])
+    with task_ctx.sessions() as s, s.begin():
+        s.get(Scan, lost.id).enqueued_at = now - 2 * lease
+        s.get(Scan, waiting.id).enqueued_at = now
+    assert reap(task_ctx, queue_size=lambda: 0) == [lost.id]  # an empty queue: it cannot be waiting in it
 
 
 def test_a_twin_scanning_the_same_commit_is_waited_for_then_reused(task_ctx, hub):

@@ -26,6 +26,7 @@ SCAN_TIMEOUT = 180
 
 def poll(base: str, scan_id: int, seen: list[tuple[str, str | None]] | None = None) -> dict:
     """Wait for a scan to finish, recording the (status, stage) pairs observed on the way."""
+
     def finished():
         data = httpx.get(f"{base}/api/scans/{scan_id}", params={"report": "false"}, timeout=10).json()
         pair = (data["status"], data["progress"]["stage"])
@@ -65,8 +66,9 @@ def shared_worker(worker_settings, redis_broker, tmp_path_factory) -> Iterator[W
     workers.stop_all()
 
 
-def test_scan_over_http_runs_through_the_worker_and_lands_as_rows(worker_settings, shared_worker, live_db,
-                                                                   live_server, pg_engine, hub):
+def test_scan_over_http_runs_through_the_worker_and_lands_as_rows(
+    worker_settings, shared_worker, live_db, live_server, pg_engine, hub
+):
     worker = shared_worker
     server = live_server(create_app(settings=worker_settings))
     response = httpx.post(f"{server.url}/api/scans", json={"target": "org/tiny-bert"}, headers=AUTH)
@@ -90,8 +92,9 @@ def test_scan_over_http_runs_through_the_worker_and_lands_as_rows(worker_setting
     assert "succeeded in" in worker.log()
 
 
-def test_twenty_concurrent_submissions_collapse_to_one_executed_scan(worker_settings, shared_worker, live_db,
-                                                                      live_server, pg_engine, hub, tiny_model):
+def test_twenty_concurrent_submissions_collapse_to_one_executed_scan(
+    worker_settings, shared_worker, live_db, live_server, pg_engine, hub, tiny_model
+):
     add_model_repo(hub, "org/popular", tiny_model)
     server = live_server(create_app(settings=worker_settings))
     barrier = threading.Barrier(20)
@@ -117,16 +120,19 @@ def test_twenty_concurrent_submissions_collapse_to_one_executed_scan(worker_sett
     assert done["status"] == "succeeded" and done["attempts"] == 1
     assert count(pg_engine, "org/popular", Scan) == 1
     assert count(pg_engine, "org/popular", Revision) == 1
-    again = httpx.post(f"{server.url}/api/scans", json={"target": "org/popular", "revision": done["sha"]},
-                       headers=AUTH).json()
+    again = httpx.post(
+        f"{server.url}/api/scans", json={"target": "org/popular", "revision": done["sha"]}, headers=AUTH
+    ).json()
     assert again["id"] == done["id"] and not again["created"]  # a finished commit is reused, never redone
 
 
-def test_worker_killed_mid_scan_is_redelivered_and_the_scan_succeeds_once(make_settings, live_db, start_worker,
-                                                                            live_server, pg_engine, hub, tiny_model):
+def test_worker_killed_mid_scan_is_redelivered_and_the_scan_succeeds_once(
+    make_settings, live_db, start_worker, live_server, pg_engine, hub, tiny_model
+):
     add_model_repo(hub, "org/kill-me", tiny_model)
-    settings = make_settings(scan_behavioural=True, broker_visibility_timeout_s=4, scan_lease_s=2.0,
-                             scan_progress_delay_s=0.4)  # throttled: a real scan that takes ~10 s
+    settings = make_settings(
+        scan_behavioural=True, broker_visibility_timeout_s=4, scan_lease_s=2.0, scan_progress_delay_s=0.4
+    )  # throttled: a real scan that takes ~10 s
     settings = settings.model_copy(update={"queue_prefix": f"{settings.queue_prefix}kill-"})  # own queues
     first = start_worker(settings, "doomed")
     server = live_server(create_app(settings=settings))
