@@ -421,7 +421,22 @@ def test_html_dangerous_pickle_and_error() -> None:
 def test_html_embedded_fragment() -> None:
     html = render_html(backdoored(), embedded=True)
     assert "<html" not in html and "<body" not in html and "<!DOCTYPE" not in html
-    assert html.lstrip().startswith("<style>")
+    assert html.lstrip().startswith('<main class="pr"')  # the host page carries the layout and stylesheet
+
+
+def test_every_page_uses_the_one_layout_and_stylesheet() -> None:
+    """CLI reports, web pages and the purification page share templates/_layout.html and patronus.css."""
+    from scanner.report.html import render_purification_page, templates_dir
+
+    css = (templates_dir() / "patronus.css").read_text()
+    assert ".pr .banner" in css and ".top a" in css  # report and web styles in one file
+    page = render_html(backdoored())
+    record = {"target": "<m>", "output": "o", "steps_done": 3, "table": []}
+    for html in (page, render_purification_page(record)):
+        assert html.startswith("<!DOCTYPE html>") and ".pr .banner" in html and "default-src 'none'" in html
+    for name in ("index.html", "model.html", "scan.html"):
+        assert '{% extends "_web.html" %}' in (templates_dir() / name).read_text()
+    assert '{% extends "_layout.html" %}' in (templates_dir() / "_web.html").read_text()
     checker = _parse(html)
     assert checker.problems == [] and checker.stack == []
     context = report_context(backdoored())

@@ -36,7 +36,7 @@ def _inputs(texts: tuple[str, ...]) -> list[str]:
 
 def write_purification_page(output: Path, record: dict) -> Path:
     """Write purification.html (the before/after table, every value escaped) beside purification.json."""
-    from scanner.mitigate.purify import render_purification_page
+    from scanner.report.html import render_purification_page
     from scanner.report.output import atomic_write
 
     path = output / PURIFICATION_PAGE

@@ -19,6 +19,7 @@ from scanner.report.views import (
     REPORT_FILE,
     ReportExtras,
     behavioural_skip,
+    fmt_cell,
     fmt_cos,
     fmt_num,
     fmt_p,
@@ -33,6 +34,7 @@ from scanner.report.views import (
 )
 
 TEMPLATE_NAME = "report.html"
+PURIFICATION_TEMPLATE = "purification.html"
 TOOL_NAME = "patronus-scanner"
 
 
@@ -52,7 +54,7 @@ def environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), autoescape=True, finalize=visible,
                              undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(visible=visible, num=fmt_num, pval=fmt_p, cos=fmt_cos, prob=fmt_prob,
-                       params=fmt_params, seconds=fmt_seconds, yesno=yes_no)
+                       params=fmt_params, seconds=fmt_seconds, yesno=yes_no, cell=fmt_cell)
     return env
 
 
@@ -61,6 +63,14 @@ def render_html(report: Report, extras: ReportExtras = NO_EXTRAS, *, embedded: b
     the monitor rules and a purification record to show (built by the caller)."""
     context = report_context(report, extras, embedded=embedded)
     return environment().get_template(TEMPLATE_NAME).render(**context)
+
+
+def render_purification_page(record: dict[str, Any]) -> str:
+    """The purification page (before/after table of a purification record) on the one layout; values escaped."""
+    view = purification_view(record) or {}
+    context = {"view": view, "target": fmt_cell(record.get("target")), "output": fmt_cell(record.get("output")),
+               "fidelity": fmt_cell(record.get("clean_fidelity")), "threshold": fmt_cell(record.get("threshold"))}
+    return environment().get_template(PURIFICATION_TEMPLATE).render(**context)
 
 
 def report_context(report: Report, extras: ReportExtras = NO_EXTRAS, *, embedded: bool = False) -> dict[str, Any]:
