@@ -99,6 +99,8 @@ class SkipCategory(StrEnum):
     DUPLICATE_WEIGHTS = "duplicate_weights"  # a second copy of the weights in another format
     UNREADABLE = "unreadable"  # could not be read (I/O error, permission)
     NOT_MODEL_FILE = "not_model_file"  # documentation, images and other files without weights or code
+    NOT_NEEDED = "not_needed"  # not read: VCS folders, caches, links and other non-regular files
+    CODE = "code"  # code, scripts and binaries of a hub repo: never downloaded or run (listed as findings)
 
 
 @dataclass
