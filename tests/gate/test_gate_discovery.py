@@ -136,3 +136,20 @@ def test_local_folder_adoption_is_scanned_in_place(hub, sample, cli) -> None:
     local = [m for m in json.loads(result.stdout)["models"] if m["source"] == "local"]
     assert [(m["model"], m["adoptions"][0]["file"]) for m in local] == [("models/local-bert", "app/local.py")]
     assert local[0]["identity"].startswith("files-") and local[0]["verdict"] == "inconclusive"
+
+
+def test_unreachable_server_falls_back_to_local_scans(tmp_path: Path, monkeypatch, cli) -> None:
+    from tests.hub_stub import HubStub
+
+    with HubStub() as stub:
+        stub.add_repo("acme/encoder", model_files())
+        monkeypatch.setenv("HF_ENDPOINT", stub.url)
+        (tmp_path / "a.py").write_text(
+            "from transformers import AutoModel\nm = AutoModel.from_pretrained('acme/encoder')\n"
+        )
+        (tmp_path / "patronus.toml").write_text("static_only = true\n")
+        monkeypatch.chdir(tmp_path)
+        result = cli("gate", "--server", "http://127.0.0.1:9", "--format", "json")
+    assert result.code == 0, result.stderr
+    [model] = json.loads(result.stdout)["models"]
+    assert model["origin"] == "scanned" and "unavailable" in model["origin_detail"]
