@@ -11,7 +11,7 @@ from pathlib import Path
 import hostile_pickles as hp  # noqa: I001  (tests/ is on the path)
 import pytest
 
-from scanner.renderers import render_html, render_sarif
+from scanner.report import render_html, render_sarif
 from scanner.report import Report
 
 
