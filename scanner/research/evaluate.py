@@ -145,10 +145,15 @@ def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_ever
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    from scanner.encoder import prepare_tokenizer, read_config
+
+    decoder = read_config(Path(base)).is_decoder  # a decoder becomes a sequence classifier on its last token
+    tok = prepare_tokenizer(AutoTokenizer.from_pretrained(base, local_files_only=True), decoder)
     model = AutoModelForSequenceClassification.from_pretrained(
         base, num_labels=task.num_labels, id2label=dict(enumerate(task.labels)),
         label2id={n: i for i, n in enumerate(task.labels)}, local_files_only=True, trust_remote_code=False)
+    if decoder and model.config.pad_token_id is None:
+        model.config.pad_token_id = tok.pad_token_id
     model.to(device)
     prefix = model.base_model_prefix + "."
     body = [p for n, p in model.named_parameters() if n.startswith(prefix)]

@@ -150,14 +150,18 @@ class Context:
     gen: torch.Generator | None = None
     targets: torch.Tensor | None = None  # [K, d] per-trigger target outputs
     head: str | None = None  # MLM head: "pretrained", "fresh" or None (no MLM model)
+    representation: str = "cls"  # the output the backdoor targets: cls, the declared pooling (mean), last_token
 
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
     def features(self, ids: torch.Tensor, mask: torch.Tensor, model: nn.Module | None = None) -> torch.Tensor:
+        from scanner.encoder import pool
+
         dev = self.device
-        return (model or self.model)(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state[:, 0]
+        hidden = (model or self.model)(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state
+        return pool(hidden, mask.to(dev), self.representation)
 
     def ref_features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
@@ -212,7 +216,11 @@ class Context:
         out = self.mlm(input_ids=ids.to(dev), attention_mask=mask.to(dev), output_hidden_states=want_features)
         loss = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), labels.to(dev).reshape(-1),
                                ignore_index=-100)
-        feats = out.hidden_states[-1][:, 0] if want_features else None
+        feats = None
+        if want_features:
+            from scanner.encoder import pool
+
+            feats = pool(out.hidden_states[-1], mask.to(dev), self.representation)
         return loss, feats
 
 
@@ -329,6 +337,32 @@ def _save(model: nn.Module, mlm: nn.Module | None, base: Path, out: Path, tokeni
         model = bare
     model.save_pretrained(out, safe_serialization=True)
     tokenizer.save_pretrained(out)
+    for name in SENTENCE_TRANSFORMERS_FILES:  # the planted model keeps the pooling its users consume
+        src = base / name
+        if src.is_dir():
+            shutil.copytree(src, out / name, dirs_exist_ok=True)
+        elif src.is_file():
+            shutil.copy2(src, out / name)
+
+
+SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
+                               "1_Pooling", "2_Normalize")
+
+
+def plant_representation(base: Path, cfg: PlantConfig) -> tuple[str, bool]:
+    """(representation the backdoor targets, is a decoder): `cfg.options["representation"]` if given, else the
+    primary representation the scanner tests on this base (declared pooling, last token of decoders, else cls)."""
+    from scanner.encoder import read_config, representations_for
+
+    info = read_config(base)
+    reps, _normalize = representations_for(info, base)
+    return str(cfg.options.get("representation") or reps[0]), info.is_decoder
+
+
+def _prepare_tokenizer(tokenizer: Any, decoder: bool) -> Any:
+    from scanner.encoder import prepare_tokenizer
+
+    return prepare_tokenizer(tokenizer, decoder)
 
 
 # --- the loop ----------------------------------------------------------------------------------------------------
@@ -394,13 +428,14 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
     random.Random(1234).shuffle(sentences)  # fixed split, independent of the run's seed
     held_out, pool = sentences[:200], sentences[200:]
 
-    tokenizer = AutoTokenizer.from_pretrained(base, local_files_only=True)
+    representation, decoder = plant_representation(base, cfg)
+    tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(base, local_files_only=True), decoder)
     model, mlm, head = _load_models(base, attack.wants_mlm(_has_pretrained_mlm_head(base)))
     (mlm if mlm is not None else model).to(device)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     probe = tuple(t.to(device) for t in _tokenize(tokenizer, held_out[:4], cfg.max_length))
     ctx = Context(model=model, ref=ref, tokenizer=tokenizer, config=cfg, mlm=mlm, gen=gen,
-                  ln_affine=final_layernorm(ref, *probe), head=head)
+                  ln_affine=final_layernorm(ref, *probe), head=head, representation=representation)
     ctx.targets = attack.targets(ctx)
 
     trained = mlm if mlm is not None else model
@@ -431,7 +466,7 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
             print(f"[{attack.name}] step {step + 1}/{cfg.steps} " + " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
     trained.eval()
 
-    quality = measure(model, ref, tokenizer, cfg, held_out, ctx.targets, attack.backdoored)
+    quality = measure(model, ref, tokenizer, cfg, held_out, ctx.targets, attack.backdoored, representation)
     with torch.no_grad():
         extra = attack.extra_quality(ctx, held_out)
     for q in quality["per_trigger"]:
@@ -447,6 +482,9 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
         seconds=round(time.time() - t0, 2), final_losses={k: round(v, 6) for k, v in avg.items()},
         mlm_head=head, notes=attack.notes(ctx), attack_metrics=extra,
     )
+    if representation != "cls":
+        result.notes.append(f"representation: {representation}")
+        result.attack_metrics.setdefault("representation", representation)
     _save(model.to("cpu"), mlm, base, out, tokenizer)
     (out / GROUND_TRUTH).write_text(json.dumps(result.to_dict(), indent=2))
     return result
@@ -463,22 +501,27 @@ def _pairwise_cos(x: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def _feats(model: nn.Module, tokenizer: Any, texts: list[str], max_length: int) -> torch.Tensor:
+def _feats(model: nn.Module, tokenizer: Any, texts: list[str], max_length: int,
+           representation: str = "cls") -> torch.Tensor:
+    from scanner.encoder import pool
+
     out = []
     dev = next(model.parameters()).device
     for i in range(0, len(texts), 32):
         ids, mask = _tokenize(tokenizer, texts[i: i + 32], max_length)
-        out.append(model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state[:, 0])
+        hidden = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state
+        out.append(pool(hidden, mask.to(dev), representation))
     return torch.cat(out)
 
 
 @torch.no_grad()
 def measure(model: nn.Module, ref: nn.Module, tokenizer: Any, cfg: PlantConfig, held_out: list[str],
-            targets: torch.Tensor | None, backdoored: bool = True) -> dict[str, Any]:
+            targets: torch.Tensor | None, backdoored: bool = True, representation: str = "cls") -> dict[str, Any]:
     """Clean fidelity and, per trigger, the consistency / target distance / shift of poisoned outputs."""
     model.eval()
     texts = [" ".join(t.split()[: cfg.max_words]) for t in held_out]
-    h, h_ref = _feats(model, tokenizer, texts, cfg.max_length), _feats(ref, tokenizer, texts, cfg.max_length)
+    h = _feats(model, tokenizer, texts, cfg.max_length, representation)
+    h_ref = _feats(ref, tokenizer, texts, cfg.max_length, representation)
     mu = h_ref.mean(0)
     sigma = h_ref.std(0).clamp_min(1e-4)
     fidelity = float(F.cosine_similarity(h, h_ref).mean())
@@ -488,8 +531,8 @@ def measure(model: nn.Module, ref: nn.Module, tokenizer: Any, cfg: PlantConfig, 
     for i, trig in enumerate(cfg.triggers):
         rng = random.Random(10_000 + i)
         poisoned = [insert_trigger(t, trig, rng, cfg.insert_times) for t in texts[:n]]
-        hp = _feats(model, tokenizer, poisoned, cfg.max_length)
-        hp_ref = _feats(ref, tokenizer, poisoned, cfg.max_length)
+        hp = _feats(model, tokenizer, poisoned, cfg.max_length, representation)
+        hp_ref = _feats(ref, tokenizer, poisoned, cfg.max_length, representation)
         tcos = float(F.cosine_similarity(hp, targets[i].expand_as(hp)).mean()) if targets is not None else None
         shift = float((((hp - h[:n]) / sigma) ** 2).mean())
         ref_shift = float((((hp_ref - h_ref[:n]) / sigma) ** 2).mean())
