@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import pickletools
 import struct
+import zlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -100,6 +101,7 @@ FILE_TYPES: tuple[FileType, ...] = (
     FileType("xz", ARCHIVE, (".xz", ".txz"), True, True, "xz stream"),
     FileType("zstd", ARCHIVE, (".zst",), True, True, "zstandard stream"),
     FileType("7z", ARCHIVE, (".7z",), True, True, "7-Zip archive"),
+    FileType("zlib", ARCHIVE, (".z", ".zlib"), True, True, "zlib stream (joblib's default compression)"),
     FileType("jar", EXECUTABLE, (".jar",), False, True, "Java archive"),
     FileType(
         "native-binary",
@@ -142,7 +144,8 @@ CODE_SUFFIXES = frozenset(s for t in FILE_TYPES if t.kind in (CODE, EXECUTABLE) 
 # Formats that share a loader family: a name promising one and bytes of another are no disagreement.
 _FAMILIES = {
     "pytorch": {"pytorch-zip", "pytorch-legacy", "pytorch-tar", "pickle", "torchscript", "zip", "tar"},
-    "pickle": {"pickle", "pytorch-zip", "pytorch-legacy", "zip"},  # joblib/dill write pickles; some zip them
+    # joblib/dill write pickles, compressed with zlib (joblib's default), gzip, bz2 or xz on request
+    "pickle": {"pickle", "pytorch-zip", "pytorch-legacy", "zip", "zlib", "gzip", "bzip2", "xz"},
     "torchscript": {"torchscript", "pytorch-zip", "zip"},
     "numpy": {"numpy"},
     "numpy-npz": {"zip", "numpy-npz"},
@@ -210,6 +213,7 @@ _MAGICS: tuple[tuple[bytes, str], ...] = (
     (b"algg", "ggml"),
 )
 _HDF5_USERBLOCK_OFFSETS = (512, 1024, 2048, 4096)
+_ZLIB_HEADERS = (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")
 # First opcodes of a protocol 0/1 pickle (MARK, GLOBAL, EMPTY_LIST/DICT/TUPLE, NONE, INT/LONG/FLOAT/STRING/...)
 _PROTO01_OPENERS = frozenset(b"(c]})NILFSVKJMXUGTi\x88\x89")
 
@@ -235,6 +239,8 @@ def sniff(head: bytes) -> str | None:
         return "tflite"
     if _looks_like_safetensors(head):
         return "safetensors"
+    if head[:2] in _ZLIB_HEADERS and _inflates(head):
+        return "zlib"
     if looks_like_pickle(head):
         return "pickle"
     if _looks_like_onnx(head):
@@ -247,6 +253,14 @@ def _looks_like_safetensors(head: bytes) -> bool:
         return False
     (length,) = struct.unpack_from("<Q", head)
     return 2 <= length <= 100_000_000 and head[8:9] == b"{" and head[9:10] in (b'"', b"}", b" ", b"\n")
+
+
+def _inflates(head: bytes) -> bool:
+    try:
+        zlib.decompressobj().decompress(head, 64)
+    except zlib.error:
+        return False
+    return True
 
 
 def looks_like_pickle(head: bytes) -> bool:

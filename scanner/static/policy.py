@@ -196,6 +196,9 @@ _TRAINING_ENUMS = (
     "transformers.debug_utils.DebugOption",
     "transformers.training_args_seq2seq.Seq2SeqTrainingArguments",
     "transformers.generation.configuration_utils.GenerationConfig",
+    "transformers.trainer_pt_utils.AcceleratorConfig",
+    "transformers.trainer_utils.HPSearchBackend",
+    "transformers.training_args.TrainerMemoryTracker",
     "accelerate.utils.dataclasses.DistributedType",
     "accelerate.state.PartialState",
     "accelerate.utils.dataclasses.DeepSpeedPlugin",
@@ -534,7 +537,7 @@ DANGEROUS_CALLABLES = frozenset(
         "torch.serialization.load_from_file",
     }
 )
-_DUNDER_OK = frozenset({"__main__", "__builtin__"})  # __builtin__: Python 2 builtins, mapped on load
+_DUNDER_OK = frozenset({"__main__", "__builtin__", "__torch__"})  # __builtin__: Python 2 builtins, mapped on load
 
 
 def normalise(module: str, name: str) -> tuple[str, str]:
@@ -581,6 +584,8 @@ def is_safe_global(module: str, name: str) -> bool:
     qualname = f"{module}.{name}"
     if qualname in SAFE_GLOBALS:
         return True
+    if module == "__torch__" or module.startswith("__torch__."):
+        return True  # a TorchScript class: resolved by torch.jit's own loader from the archive's code (analysed)
     if module.startswith(_SKLEARN_SAFE_PREFIXES) and not module.startswith(_SKLEARN_EXCLUDED):
         return "." not in name and name[:1].isupper() and not name.startswith("_")
     return False
