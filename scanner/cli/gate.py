@@ -169,10 +169,10 @@ def lock(paths: tuple[Path, ...], check: bool, **common) -> int:
     options = _options(paths, **common)
     path = options.loaded.root / options.policy.lock_file
     lockfile = read_lock(path)
-    before = lockfile.to_json() if path.exists() else ""
+    before = lockfile.pins() if path.exists() else None
     result = run_gate(options, lockfile)
     keys = update_lock(result, lockfile)
-    changed = lockfile.to_json() != before
+    changed = lockfile.pins() != before
     if check:
         click.echo(f"{path}: {'out of date' if changed else 'up to date'}", err=True)
         return 1 if changed else result.exit_code

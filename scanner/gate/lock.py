@@ -57,6 +57,13 @@ class LockFile:
         data = {"schema": LOCK_SCHEMA, "models": {key: asdict(self.entries[key]) for key in sorted(self.entries)}}
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
+    def pins(self) -> dict[str, tuple]:
+        """What the lock pins, per entry (sha, files, engine, config); not when or how often it was scanned."""
+        return {
+            key: (e.sha, tuple(sorted(e.files.items())), e.engine_version, e.config_hash)
+            for key, e in self.entries.items()
+        }
+
     def write(self, path: Path | None = None) -> Path:
         target = path or self.path
         if target is None:

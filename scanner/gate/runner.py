@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from scanner.config import ScanConfig
-from scanner.errors import PatronusError, error_class
+from scanner.errors import PatronusError, UsageError, error_class
 from scanner.fetch import ModelRef, Snapshot, default_cache_dir, fetch, hub_endpoint
 from scanner.gate.discovery import Adoption, discover, read_list_file
 from scanner.gate.findings import Finding, gate_finding, report_findings
@@ -155,7 +155,7 @@ def collect_adoptions(options: GateOptions) -> list[Adoption]:
         list_file = options.loaded.root / policy.models_file
     if list_file is not None:
         if not list_file.is_file():
-            raise PatronusError(f"models file {list_file} does not exist")
+            raise UsageError(f"models file {list_file} does not exist")
         found.extend(read_list_file(list_file, _rel(list_file, options.root)))
     return found
 
