@@ -21,7 +21,7 @@ import torch
 
 from scanner.research.base_models import build_base, minilm_path, truncated_minilm
 from scanner.corpus import load_corpus
-from scanner.detect import Detector
+from scanner.detect import Detector, report_triggers
 from scanner.encoder import load_encoder
 from scanner.search.config import profile
 
@@ -69,9 +69,10 @@ def correctness(cache: Path) -> dict:
     cos = torch.nn.functional.cosine_similarity(f_cpu, f_gpu, dim=-1)
     runs = {}
     for device in ("cpu", "cuda"):
-        _, _, result, seconds, _ = detect(planted, device, "quick")
+        enc, _, result, seconds, _ = detect(planted, device, "quick")
         runs[device] = {"verdict": result.verdict.value, "probability": result.probability,
-                        "triggers": [t.text for t in result.triggers], "seconds": round(seconds, 2)}
+                        "triggers": [t.text for t in report_triggers(result, enc.tokenizer)],
+                        "seconds": round(seconds, 2)}
     return {"feature_cos_min": float(cos.min()), "feature_cos_mean": float(cos.mean()), "quick_scan": runs,
             "same_verdict": runs["cpu"]["verdict"] == runs["cuda"]["verdict"]}
 

@@ -1,75 +1,85 @@
-"""The behavioural scan: search for triggers, test them against a per-model null, return calibrated findings."""
+"""The behavioural scan: search for triggers, test them against a per-model null, return raw statistics and a
+calibrated verdict. `report_triggers` turns the statistics into the report's triggers (display only).
+
+Each representation the encoder lists (position 0, declared pooling, last token, ...) is scanned on its own, on the
+same sentences and insertion positions; significance is Bonferroni-corrected for their number and every finding
+records where it was found."""
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
 from scanner.encoder import LoadedEncoder
+from scanner.evidence import (
+    TESTS_PER_CANDIDATE,
+    CleanStats,
+    EvidenceNull,
+    EvidenceSet,
+    FeatureRunner,
+    TokenizedCorpus,
+    TriggerStats,
+    clean_features,
+    insert_rows,
+    null_tokens,
+    representations,
+    sample_positions,
+    significance_threshold,
+    tokenize_corpus,
+    trim,
+)
 from scanner.progress import Progress, silent
 from scanner.report import Lookalike, Severity, Trigger, Verdict
-from scanner.search.config import SearchConfig
-from scanner.search.forward import FeatureRunner
-from scanner.search.insert import TokenizedCorpus, insert_tokens, sample_positions, tokenize_corpus, trim
-from scanner.search.objective import CleanStats
-from scanner.search.probe import clean_features, trigger_features
+from scanner.report.issues import verdict_for
+from scanner.search.config import Profile
 from scanner.search.search import ContrastiveSearch
 from scanner.search.vocab import Vocabulary, WordList, encode_words, multi_piece_words, searchable_vocabulary
-from scanner.verdict import (
-    TESTS_PER_CANDIDATE,
-    EvidenceNull,
-    Group,
-    TriggerStats,
-    group_lookalikes,
-    load_calibration,
-    significance_threshold,
-    verdict_for,
-)
+from scanner.verdict import Group, group_lookalikes, load_calibration
 
 MAX_WORDS_PER_PIECE = 16
 FLIP_SENTENCES = 64
 
 
 @dataclass
+class Echo:
+    """A look-alike of a finding: its statistics, p-value and similarity of effect to the finding's head."""
+
+    stats: TriggerStats
+    p_value: float
+    similarity: float
+
+
+@dataclass
+class Finding:
+    """One backdoor as raw statistics: the strongest candidate of a group and the look-alikes that echo it."""
+
+    head: TriggerStats
+    score: float
+    p_value: float
+    echoes: list[Echo] = field(default_factory=list)
+    flip_rate: float | None = None  # classifiers: share of clean inputs whose label flips
+    representation: str | None = None
+
+
+@dataclass
 class Detection:
-    """What the behavioural scan concluded."""
+    """What the behavioural scan concluded, as statistics (see `report_triggers` for the report's view)."""
 
     verdict: Verdict
     probability: float
     severity: Severity
-    triggers: list[Trigger]
+    findings: list[Finding]
     max_score: float
     threshold: float
     sequences_evaluated: int
-    paper_rule_triggers: list[str] = field(default_factory=list)
-    null: dict = field(default_factory=dict)
-
-
-class Evidence:
-    """Evaluates candidate triggers on fixed statistics sentences, with a cache by token tuple."""
-
-    def __init__(self, runner: FeatureRunner, sentences: TokenizedCorpus, stats: CleanStats,
-                 generator: torch.Generator, inserts: int) -> None:
-        self.runner = runner
-        self.sentences = sentences
-        self.stats = stats
-        self.positions = sample_positions(sentences.slots, inserts, generator)
-        self.clean = clean_features(runner, sentences)
-        self.cache: dict[tuple[int, ...], TriggerStats] = {}
-
-    def evaluate(self, triggers: list[list[int]]) -> list[TriggerStats]:
-        from scanner.verdict import trigger_stats
-
-        todo = [t for t in dict.fromkeys(tuple(t) for t in triggers) if t not in self.cache]
-        if todo:
-            feats = trigger_features(self.runner, self.sentences, self.positions, [list(t) for t in todo])
-            for key, st in zip(todo, trigger_stats(self.clean, feats, self.stats, [list(t) for t in todo]),
-                               strict=True):
-                self.cache[key] = st
-        return [self.cache[tuple(t)] for t in triggers]
+    paper_rule: list[list[int]] = field(default_factory=list)  # token ids the paper's rule flags
+    null: dict[str, Any] = field(default_factory=dict)
+    null_scores: dict[str, list[float]] = field(default_factory=dict)  # per representation: the null's own scores
+    representations: list[str | None] = field(default_factory=list)
 
 
 def _neighbours(embedding: torch.Tensor, allowed: torch.Tensor, token: int, n: int) -> list[int]:
@@ -80,24 +90,39 @@ def _neighbours(embedding: torch.Tensor, allowed: torch.Tensor, token: int, n: i
     return sims.topk(min(n, int(allowed.sum()))).indices.tolist()
 
 
-def _flip_rate(encoder: LoadedEncoder, sentences: TokenizedCorpus, tokens: list[int],
-               generator: torch.Generator, inserts: int) -> float:
+def flip_rate(
+    encoder: LoadedEncoder, sentences: TokenizedCorpus, tokens: list[int], generator: torch.Generator, inserts: int
+) -> float:
     """Share of clean inputs whose predicted label changes when the trigger is inserted."""
     rows = sentences.take(torch.arange(min(FLIP_SENTENCES, len(sentences)), device=sentences.ids.device))
     positions = sample_positions(rows.slots, inserts, generator)
-    trig = torch.tensor([tokens], device=rows.ids.device).repeat(len(rows), 1)
-    p_ids, p_mask, _ = insert_tokens(rows.ids, rows.mask, positions, trig, rows.pad_id)
+    p_ids, p_mask = insert_rows(rows, positions, tokens)
     with torch.inference_mode():
         clean = encoder.predict(*trim(rows.ids, rows.mask))
-        poisoned = encoder.predict(*trim(p_ids, p_mask))
+        poisoned = encoder.predict(p_ids, p_mask)
     return float((clean != poisoned).float().mean())
+
+
+class _RepresentationScan:
+    """The scan of one representation: its runner, clean statistics, evidence set and null."""
+
+    def __init__(self, detector: Detector, representation: str | None) -> None:
+        cfg = detector.config
+        self.representation = representation
+        self.runner = FeatureRunner(detector.encoder, cfg.batch_size, representation)
+        search = detector.search_corpus
+        fit_rows = search.take(torch.arange(min(256, len(search)), device=search.ids.device))
+        self.stats = CleanStats.fit(clean_features(self.runner, fit_rows))
+        self.evidence = EvidenceSet.sampled(self.runner, detector.stat_corpus, self.stats, detector.gen, cfg.inserts)
+        self.null: EvidenceNull | None = None
 
 
 class Detector:
     """One behavioural scan of one model."""
 
-    def __init__(self, encoder: LoadedEncoder, sentences: list[str], config: SearchConfig, seed: int,
-                 progress: Progress = silent) -> None:
+    def __init__(
+        self, encoder: LoadedEncoder, sentences: list[str], config: Profile, seed: int, progress: Progress = silent
+    ) -> None:
         self.encoder = encoder
         self.config = config
         self.progress = progress
@@ -114,17 +139,15 @@ class Detector:
         self.vocab: Vocabulary = searchable_vocabulary(tokenizer, config.zipf_max)
         if len(self.vocab) < config.slots + config.null_tokens:
             raise ValueError(f"searchable vocabulary too small ({len(self.vocab)} tokens)")
-        self.runner = FeatureRunner(encoder, config.batch_size)
-        fit_rows = self.search_corpus.take(torch.arange(min(256, len(self.search_corpus)), device=device))
-        self.stats = CleanStats.fit(clean_features(self.runner, fit_rows))
-        self.evidence = Evidence(self.runner, self.stat_corpus, self.stats, self.gen, config.inserts)
+        self.representations = representations(encoder)
+        self.scans = [_RepresentationScan(self, rep) for rep in self.representations]
         self.embedding = encoder.embedding_matrix.detach()
         self.allowed = self.vocab.mask(self.embedding.shape[0]).to(self.embedding.device)
 
-    def _null(self) -> EvidenceNull:
-        pick = self.rng.sample(range(len(self.vocab)), self.config.null_tokens)
-        null_stats = self.evidence.evaluate([[int(self.vocab.ids[i])] for i in pick])
-        return EvidenceNull.fit(null_stats)
+    @property
+    def tests(self) -> int:
+        """Tests a candidate faces: its two effects in each representation."""
+        return TESTS_PER_CANDIDATE * len(self.scans)
 
     def _words(self) -> WordList | None:
         if not self.config.word_mode:
@@ -136,8 +159,10 @@ class Detector:
         probes: list[list[int]] = []
         for st in significant:
             if len(st.tokens) == 1:
-                probes += [[t] for t in _neighbours(self.embedding, self.allowed, st.tokens[0],
-                                                    self.config.lookalike_neighbours)]
+                probes += [
+                    [t]
+                    for t in _neighbours(self.embedding, self.allowed, st.tokens[0], self.config.lookalike_neighbours)
+                ]
             if words is not None:
                 for token in st.tokens:
                     probes += [words.pieces[i] for i in words.containing(token)[:MAX_WORDS_PER_PIECE]]
@@ -149,12 +174,13 @@ class Detector:
         pick = self.rng.sample(range(len(words.words)), min(self.config.word_screen, len(words.words)))
         return [words.pieces[i] for i in pick]
 
-    def _search(self, words: WordList | None) -> list[list[int]]:
+    def _search(self, scan: _RepresentationScan, words: WordList | None) -> list[list[int]]:
         """Token-level search; in word mode (word_search_restarts) also over 2- and 3-piece rare words."""
         cfg = self.config
-        units = [(int(t),) for t in self.vocab.ids]
-        found = ContrastiveSearch(self.encoder, self.search_corpus, units, self.stats, self.runner, cfg,
-                                  self.gen).run(self.progress)
+        units: list[tuple[int, ...]] = [(int(t),) for t in self.vocab.ids]
+        found = ContrastiveSearch(
+            self.encoder, self.search_corpus, units, scan.stats, scan.runner, cfg.search, self.gen, cfg.inserts
+        ).run(self.progress)
         candidates = [list(c) for c in found.candidates]
         if words is None or not cfg.word_search_restarts:
             return candidates
@@ -162,41 +188,85 @@ class Detector:
             pieces = [tuple(p) for p in words.pieces if len(p) == length]
             if len(pieces) <= cfg.slots:
                 continue
-            search = ContrastiveSearch(self.encoder, self.search_corpus, pieces, self.stats, self.runner, cfg,
-                                       self.gen)
+            search = ContrastiveSearch(
+                self.encoder, self.search_corpus, pieces, scan.stats, scan.runner, cfg.search, self.gen, cfg.inserts
+            )
             candidates += [list(c) for c in search.run(self.progress, restarts=cfg.word_search_restarts).candidates]
         return candidates
 
-    def run(self, seed_triggers: list[str] | None = None) -> Detection:
+    def _scan(
+        self, scan: _RepresentationScan, threshold: float, words: WordList | None, seed_triggers: list[str] | None
+    ) -> tuple[list[TriggerStats], list[TriggerStats], EvidenceNull]:
+        """(every candidate evaluated, the significant ones, the null) in one representation."""
         cfg = self.config
-        self.progress("search", 0.0, "null distribution from random rare tokens")
-        null = self._null()
-        threshold = significance_threshold(len(self.vocab) * TESTS_PER_CANDIDATE)
-        candidates = self._search(words := self._words())
+        where = f" ({scan.representation})" if scan.representation else ""
+        self.progress("search", 0.0, f"null distribution from random rare tokens{where}")
+        null = scan.null = scan.evidence.null(null_tokens(self.vocab.ids.tolist(), cfg.null_tokens, self.rng))
+        candidates = self._search(scan, words)
         if seed_triggers:
             candidates += [ids for ids in encode_words(self.encoder.tokenizer, seed_triggers) if ids]
         if cfg.screen_tokens:
             pick = self.rng.sample(range(len(self.vocab)), min(cfg.screen_tokens, len(self.vocab)))
             candidates += [[int(self.vocab.ids[i])] for i in pick]
         candidates += self._screen_words(words)
-        self.progress("verdict", 0.2, f"testing {len(candidates)} candidates against the null")
-        evaluated = self.evidence.evaluate(candidates)
+        self.progress("verdict", 0.2, f"testing {len(candidates)} candidates against the null{where}")
+        evaluated = scan.evidence.evaluate(candidates)
         significant = [s for s in evaluated if null.score(s) >= threshold]
-        self.progress("verdict", 0.5, f"probing look-alikes of {len(significant)} significant candidates")
-        evaluated += self.evidence.evaluate(self._expand(significant, words))
-        unique = {tuple(s.tokens): s for s in evaluated}
-        significant = [s for s in unique.values() if null.score(s) >= threshold]
-        max_score = max((null.score(s) for s in unique.values()), default=0.0)
+        self.progress("verdict", 0.5, f"probing look-alikes of {len(significant)} significant candidates{where}")
+        evaluated += scan.evidence.evaluate(self._expand(significant, words))
+        unique = list({tuple(s.tokens): s for s in evaluated}.values())
+        return unique, [s for s in unique if null.score(s) >= threshold], null
+
+    def run(self, seed_triggers: list[str] | None = None) -> Detection:
+        threshold = significance_threshold(len(self.vocab) * self.tests)
+        words = self._words()
+        findings: list[Finding] = []
+        paper: list[list[int]] = []
+        scores: list[float] = []
+        nulls: dict[str, Any] = {}
+        null_scores: dict[str, list[float]] = {}
+        for scan in self.scans:
+            unique, significant, null = self._scan(scan, threshold, words, seed_triggers)
+            scores += [null.score(s) for s in unique]
+            groups = group_lookalikes(significant, null.score, self._embedding_similarity)
+            findings += [self._finding(g, null, scan.representation) for g in groups]
+            paper += [s.tokens for s in unique if s.paper_rule and s.tokens not in paper]
+            key = scan.representation or "default"
+            nulls[key] = null.summary()
+            null_scores[key] = list(null.samples)
+        findings = _distinct(findings)
+        max_score = max(scores, default=0.0)
         calibration = load_calibration()
         probability = calibration.probability(max_score)
         verdict, severity = verdict_for(probability)
-        groups = group_lookalikes(significant, null.score, self._embedding_similarity)
-        triggers = [self._trigger(g, null) for g in groups]
-        paper = [self._text(s.tokens) for s in unique.values() if s.paper_rule]
+        null_info = next(iter(nulls.values())) if len(nulls) == 1 else {"representations": nulls}
         return Detection(
-            verdict=verdict, probability=probability, severity=severity, triggers=triggers, max_score=max_score,
-            threshold=threshold, sequences_evaluated=self.runner.sequences, paper_rule_triggers=paper,
-            null={**null.summary(), "calibration": calibration.provenance},
+            verdict=verdict,
+            probability=probability,
+            severity=severity,
+            findings=findings,
+            max_score=max_score,
+            threshold=threshold,
+            sequences_evaluated=sum(s.runner.sequences for s in self.scans),
+            paper_rule=paper,
+            null={**null_info, "calibration": calibration.provenance},
+            null_scores=null_scores,
+            representations=self.representations,
+        )
+
+    def _finding(self, group: Group, null: EvidenceNull, representation: str | None) -> Finding:
+        head = group.head
+        flip = None
+        if self.encoder.classifier is not None:
+            flip = flip_rate(self.encoder, self.stat_corpus, head.tokens, self.gen, self.config.inserts)
+        echoes = [Echo(m, null.p_value(m, self.tests), float(m.direction @ head.direction)) for m in group.members]
+        return Finding(
+            head=head,
+            score=null.score(head),
+            p_value=null.p_value(head, self.tests),
+            echoes=echoes,
+            flip_rate=flip,
+            representation=representation,
         )
 
     def _embedding_similarity(self, a: TriggerStats, b: TriggerStats) -> float:
@@ -205,23 +275,57 @@ class Detector:
         eb = self.embedding[b.tokens].float().mean(0)
         return float(F.cosine_similarity(ea, eb, dim=0))
 
-    def _text(self, tokens: list[int]) -> str:
-        return self.encoder.tokenizer.decode(tokens).strip()
 
-    def _trigger(self, group: Group, null: EvidenceNull) -> Trigger:
-        head = group.head
-        flip = None
-        if self.encoder.classifier is not None:
-            flip = _flip_rate(self.encoder, self.stat_corpus, head.tokens, self.gen, self.config.inserts)
-        lookalikes = [
-            Lookalike(text=self._text(m.tokens), shift=round(m.shift, 4), p_value=null.p_value(m),
-                      similarity=round(float(m.direction @ head.direction), 4))
-            for m in group.members
-        ]
-        return Trigger(
-            text=self._text(head.tokens),
-            tokens=self.encoder.tokenizer.convert_ids_to_tokens(head.tokens),
-            score=round(null.score(head), 3), p_value=null.p_value(head), shift=round(head.shift, 4),
-            poison_cos=round(head.poison_cos, 4), diff_cos=round(head.diff_cos, 4), paper_rule=head.paper_rule,
-            lookalikes=lookalikes, flip_rate=flip, collapse=round(head.collapse, 4),
+def _distinct(findings: list[Finding]) -> list[Finding]:
+    """One finding per trigger: found in several representations, the strongest is kept."""
+    best: dict[tuple[int, ...], Finding] = {}
+    for f in findings:
+        key = tuple(f.head.tokens)
+        if key not in best or f.score > best[key].score:
+            best[key] = f
+    return [f for f in findings if best[tuple(f.head.tokens)] is f]
+
+
+# --- the report's view of the statistics -------------------------------------------------------------------------
+
+
+def _text(tokenizer: Any, tokens: list[int]) -> str:
+    return tokenizer.decode(tokens).strip()
+
+
+def report_trigger(finding: Finding, tokenizer: Any) -> Trigger:
+    """A finding as the report shows it (rounded, decoded)."""
+    head = finding.head
+    lookalikes = [
+        Lookalike(
+            text=_text(tokenizer, e.stats.tokens),
+            shift=round(e.stats.shift, 4),
+            p_value=e.p_value,
+            similarity=round(e.similarity, 4),
         )
+        for e in finding.echoes
+    ]
+    return Trigger(
+        text=_text(tokenizer, head.tokens),
+        tokens=tokenizer.convert_ids_to_tokens(head.tokens),
+        score=round(finding.score, 3),
+        p_value=finding.p_value,
+        shift=round(head.shift, 4),
+        poison_cos=round(head.poison_cos, 4),
+        diff_cos=round(head.diff_cos, 4),
+        paper_rule=head.paper_rule,
+        lookalikes=lookalikes,
+        flip_rate=finding.flip_rate,
+        collapse=round(head.collapse, 4),
+        representation=finding.representation,
+    )
+
+
+def report_triggers(detection: Detection, tokenizer: Any) -> list[Trigger]:
+    """Every finding of `detection` as a report Trigger."""
+    return [report_trigger(f, tokenizer) for f in detection.findings]
+
+
+def paper_rule_texts(detection: Detection, tokenizer: Any) -> list[str]:
+    """The candidates the paper's cosine rule flags, as text."""
+    return [_text(tokenizer, t) for t in detection.paper_rule]

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from scanner.search.insert import TokenizedCorpus, insert_tokens, sample_positions, trim
-from scanner.search.objective import CleanStats, supcon_loss
+from scanner.evidence import CleanStats, TokenizedCorpus, insert_tokens, sample_positions, trim
+from scanner.search.objective import supcon_loss
 from scanner.search.step import expand_beams, poisoned_batch, set_losses, slot_gradients, swap_scores, top_candidates
 
 

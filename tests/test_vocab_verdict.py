@@ -7,21 +7,20 @@ import math
 import pytest
 import torch
 
-from scanner.report import Verdict
-from scanner.search.objective import CleanStats
-from scanner.search.vocab import multi_piece_words, searchable_vocabulary
-from scanner.verdict import (
+from scanner.evidence import (
     TESTS_PER_CANDIDATE,
-    Calibration,
+    CleanStats,
     EvidenceNull,
     NullModel,
     TriggerStats,
     collapse_scores,
-    group_lookalikes,
     significance_threshold,
     trigger_stats,
-    verdict_for,
 )
+from scanner.report import Verdict
+from scanner.report.issues import verdict_for
+from scanner.search.vocab import multi_piece_words, searchable_vocabulary
+from scanner.verdict import Calibration, group_lookalikes
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +63,16 @@ def test_multi_piece_words_contain_obelisk(wordpiece):
 
 def stats(shift: float, direction: list[float], tokens: list[int], collapse: float = 0.5) -> TriggerStats:
     d = torch.nn.functional.normalize(torch.tensor(direction, dtype=torch.float32), dim=0)
-    return TriggerStats(tokens=tokens, shift=shift, poison_cos=0.9, diff_cos=0.9, raw_clean_cos=0.5,
-                        raw_poison_cos=0.9, collapse=collapse, direction=d)
+    return TriggerStats(
+        tokens=tokens,
+        shift=shift,
+        poison_cos=0.9,
+        diff_cos=0.9,
+        raw_clean_cos=0.5,
+        raw_poison_cos=0.9,
+        collapse=collapse,
+        direction=d,
+    )
 
 
 def test_collapse_scores_context_forgetting():
@@ -81,13 +88,19 @@ def test_collapse_scores_context_forgetting():
 
 def test_evidence_null_takes_the_stronger_effect():
     """MiniLM-L6 with POR (measured): the trigger moved f(x) little (shift z ~4) but collapsed it (z ~14)."""
-    null = EvidenceNull.fit([stats(s, [1, 0], [i], collapse=c) for i, (s, c) in
-                             enumerate(zip([0.8, 0.9, 1.0, 1.1, 1.2, 1.0, 0.95], [0.4, 0.5, 0.6, 0.5, 0.45, 0.55, 0.5],
-                                           strict=True))])
+    null = EvidenceNull.fit(
+        [
+            stats(s, [1, 0], [i], collapse=c)
+            for i, (s, c) in enumerate(
+                zip([0.8, 0.9, 1.0, 1.1, 1.2, 1.0, 0.95], [0.4, 0.5, 0.6, 0.5, 0.45, 0.55, 0.5], strict=True)
+            )
+        ]
+    )
     weak_shift_collapsed = stats(3.5, [1, 0], [99], collapse=5.1)
     assert null.shift.score(3.5) < significance_threshold(10_000 * TESTS_PER_CANDIDATE)
     assert null.score(weak_shift_collapsed) == pytest.approx(null.collapse.z(5.1)) and null.score(
-        weak_shift_collapsed) > significance_threshold(10_000 * TESTS_PER_CANDIDATE)
+        weak_shift_collapsed
+    ) > significance_threshold(10_000 * TESTS_PER_CANDIDATE)
     big_shift = stats(5000, [1, 0], [98], collapse=0.5)
     assert null.score(big_shift) == pytest.approx(null.shift.score(5000))
     # two effects tested: the p-value is Bonferroni-corrected, never above 1

@@ -27,14 +27,10 @@ threshold.
 
 from __future__ import annotations
 
-import math
-import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
-
-import torch
 
 from scanner.report import Report
 
@@ -106,8 +102,12 @@ class MonitorRules:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MonitorRules:
         rules = [Rule(**{**r, "tokens": tuple(r.get("tokens", ()))}) for r in data.get("rules", [])]
-        return cls(rules=rules, threshold=float(data.get("threshold", DEFAULT_THRESHOLD)),
-                   model=str(data.get("model", "")), skipped=list(data.get("skipped", [])))
+        return cls(
+            rules=rules,
+            threshold=float(data.get("threshold", DEFAULT_THRESHOLD)),
+            model=str(data.get("model", "")),
+            skipped=list(data.get("skipped", [])),
+        )
 
 
 @dataclass
@@ -174,10 +174,11 @@ def _word_regex(words: Iterable[str], flags: int = 0) -> re.Pattern[str] | None:
 class Monitor:
     """Checks inputs against rules; with a tokenizer also matches piece sequences; with an encoder, features."""
 
-    def __init__(self, rules: MonitorRules, tokenizer: Any = None, encoder: Any = None,
-                 corpus: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, rules: MonitorRules, tokenizer: Any = None, encoder: Any = None, corpus: Sequence[str] | None = None
+    ) -> None:
         self.rules = rules
-        self.tokenizer = tokenizer if tokenizer is not None else getattr(encoder, "tokenizer", None)
+        self.tokenizer: Any = tokenizer if tokenizer is not None else getattr(encoder, "tokenizer", None)
         self.encoder = encoder
         self._by_word = {r.text: r for r in rules.rules}
         self._regex = _word_regex(self._by_word)  # on lowercased text (fast)
@@ -206,7 +207,8 @@ class Monitor:
         if self._regex is None:
             return []
         lower = text.lower()  # "İ" lowercases to two characters: then offsets would shift, so match the original
-        found = self._regex.finditer(lower) if len(lower) == len(text) else self._regex_i.finditer(text)
+        regex_i = self._regex_i if self._regex_i is not None else self._regex
+        found = self._regex.finditer(lower) if len(lower) == len(text) else regex_i.finditer(text)
         out = []
         for m in found:
             rule = self._by_word.get(m.group(0).lower()) or self._fold(m.group(0))
@@ -227,7 +229,7 @@ class Monitor:
             if not candidates or (i > 0 and words[i] == words[i - 1]):
                 continue
             for seq, rule in candidates:
-                if tuple(ids[i:i + len(seq)]) == seq and all(w == words[i] for w in words[i:i + len(seq)]):
+                if tuple(ids[i : i + len(seq)]) == seq and all(w == words[i] for w in words[i : i + len(seq)]):
                     last = i
                     while last + 1 < len(ids) and words[last + 1] == words[i]:
                         last += 1
@@ -236,8 +238,7 @@ class Monitor:
         return out
 
     def _encode(self, texts: Sequence[str]) -> Any:
-        return self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True,
-                              truncation=False)
+        return self.tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True, truncation=False)
 
     def match(self, texts: Sequence[str]) -> list[list[Match]]:
         """Matches of every text (word matches first; a pieces match overlapping a word match is dropped)."""
@@ -279,7 +280,7 @@ def _remove(text: str, matches: Sequence[Match]) -> str:
     parts, last = [], 0
     for m in sorted(matches, key=lambda m: m.start):
         if m.start >= last:
-            parts.append(text[last:m.start])
+            parts.append(text[last : m.start])
             last = m.end
     parts.append(text[last:])
     return " ".join("".join(parts).split())
@@ -289,65 +290,32 @@ def _remove(text: str, matches: Sequence[Match]) -> str:
 
 
 class _FeatureChecker:
-    """Standardized shift of f(x) when the matched words are removed, scored against a per-model null: the shift
-    from removing one random rare word (the scanner's searchable vocabulary) from clean sentences."""
+    """The evidence core's removal check (scanner.evidence.removal) against the report's threshold. Imported only
+    with an encoder: the lexical monitor needs no torch."""
 
-    def __init__(self, encoder: Any, threshold: float, corpus: Sequence[str] | None, null_size: int = 128,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, encoder: Any, threshold: float, corpus: Sequence[str] | None, null_size: int = 128, seed: int = 0
+    ) -> None:
         from scanner.corpus import load_corpus
-        from scanner.research.attacks.common import insert_trigger
-        from scanner.search.objective import CleanStats
+        from scanner.evidence.removal import RemovalCheck
         from scanner.search.vocab import searchable_vocabulary
-        from scanner.verdict import NullModel
 
-        self.encoder = encoder
         self.threshold = threshold
-        rng = random.Random(seed)
         sentences = list(corpus) if corpus is not None else load_corpus()
-        sentences = [" ".join(s.split()[:30]) for s in rng.sample(sentences, min(len(sentences), 2 * null_size))]
-        clean = self.features(sentences)
-        self.stats = CleanStats.fit(clean)
         words = searchable_vocabulary(encoder.tokenizer).words
-        picks = sentences[:null_size]
-        inserted = [insert_trigger(s, rng.choice(words), rng, times=1) for s in picks]
-        shifts = self.shifts(self.features(inserted), clean[: len(picks)])
-        self.null = NullModel.fit([_Shift(float(s)) for s in shifts])
-
-    @torch.no_grad()
-    def features(self, texts: Sequence[str]) -> torch.Tensor:
-        tok = self.encoder.tokenizer
-        out = []
-        for i in range(0, len(texts), 64):
-            enc = tok(list(texts[i:i + 64]), padding=True, truncation=True, max_length=128, return_tensors="pt")
-            ids = enc["input_ids"].to(self.encoder.device)
-            mask = enc["attention_mask"].to(self.encoder.device)
-            out.append(self.encoder.features(ids, mask).float().cpu())
-        return torch.cat(out)
-
-    def shifts(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """Per-row RMS standardized difference (scanner/verdict.py's shift, one sentence at a time)."""
-        diff = (a - b) / self.stats.std
-        return diff.norm(dim=-1) / math.sqrt(a.shape[-1])
+        self.check_removal = RemovalCheck(encoder, sentences, words, null_size, seed)
 
     def check(self, text: str, stripped: str) -> FeatureCheck:
-        feats = self.features([text, stripped])
-        shift = float(self.shifts(feats[:1], feats[1:])[0])
-        score = self.null.score(shift)
+        shift, score = self.check_removal.measure(text, stripped)
         return FeatureCheck(round(shift, 4), round(score, 3), self.threshold, score >= self.threshold)
-
-
-@dataclass
-class _Shift:
-    """What NullModel.fit reads from a null sample."""
-
-    shift: float
 
 
 # --- entry point for the web app -------------------------------------------------------------------------------
 
 
-def monitor_texts(rules: MonitorRules | Report | dict[str, Any], texts: Sequence[str],
-                  tokenizer: Any = None, strip: bool = False) -> list[dict[str, Any]]:
+def monitor_texts(
+    rules: MonitorRules | Report | dict[str, Any], texts: Sequence[str], tokenizer: Any = None, strip: bool = False
+) -> list[dict[str, Any]]:
     """Check texts against rules (or a Report / report dict / rules dict); one JSON-ready dict per text:
     {index, flagged, matches[{rule, trigger, start, end, kind}], stripped?}."""
     if isinstance(rules, dict):

@@ -1,29 +1,9 @@
-"""The contrastive objective and feature standardization (pure tensor functions)."""
+"""The contrastive objective of the search (a pure tensor function)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
-
-
-@dataclass
-class CleanStats:
-    """Per-dimension mean and spread of clean features: the model's own scale."""
-
-    mean: torch.Tensor
-    std: torch.Tensor
-
-    @classmethod
-    def fit(cls, features: torch.Tensor) -> CleanStats:
-        mean = features.mean(0)
-        std = features.std(0)
-        floor = std.mean().clamp_min(1e-12) * 1e-3
-        return cls(mean=mean, std=std.clamp_min(floor))
-
-    def standardize(self, features: torch.Tensor) -> torch.Tensor:
-        return (features - self.mean) / self.std
 
 
 def supcon_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -4,16 +4,22 @@ restarts that exclude what earlier restarts settled on."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
 from scanner.encoder import LoadedEncoder
+from scanner.evidence import (
+    CleanStats,
+    FeatureRunner,
+    TokenizedCorpus,
+    clean_features,
+    sample_positions,
+    trigger_features,
+)
 from scanner.progress import Progress, silent
 from scanner.search.config import SearchConfig
-from scanner.search.forward import FeatureRunner
-from scanner.search.insert import TokenizedCorpus, sample_positions
-from scanner.search.objective import CleanStats, supcon_loss
-from scanner.search.probe import clean_features, trigger_features
+from scanner.search.objective import supcon_loss
 from scanner.search.step import expand_beams, poisoned_batch, set_losses, slot_gradients, swap_scores, top_candidates
 
 
@@ -36,8 +42,17 @@ class ContrastiveSearch:
     """Searches K trigger slots jointly over `units`: single tokens, or words of T pieces each (word mode).
     One instance per unit length; it holds the model's clean statistics."""
 
-    def __init__(self, encoder: LoadedEncoder, corpus: TokenizedCorpus, units: list[tuple[int, ...]],
-                 stats: CleanStats, runner: FeatureRunner, config: SearchConfig, generator: torch.Generator) -> None:
+    def __init__(
+        self,
+        encoder: LoadedEncoder,
+        corpus: TokenizedCorpus,
+        units: list[tuple[int, ...]],
+        stats: CleanStats,
+        runner: FeatureRunner,
+        config: SearchConfig,
+        generator: torch.Generator,
+        inserts: int = 3,
+    ) -> None:
         lengths = {len(u) for u in units}
         if len(lengths) != 1:
             raise ValueError("all units of one search must have the same number of pieces")
@@ -47,6 +62,7 @@ class ContrastiveSearch:
         self.stats = stats
         self.config = config
         self.gen = generator
+        self.inserts = inserts  # as the evidence inserts a candidate (EvidenceConfig.inserts)
         self.length = lengths.pop()
         device = corpus.ids.device
         self.units = torch.tensor(units, dtype=torch.long, device=device)  # [U, T]
@@ -66,23 +82,25 @@ class ContrastiveSearch:
     def _gradient(self, slots: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         batch = self._sample(cfg.clean_batch)
-        ids, mask, labels, trig_pos, slot_of_row = poisoned_batch(batch, self.units[slots], cfg.poison_copies,
-                                                                  cfg.inserts, self.gen)
+        ids, mask, labels, trig_pos, slot_of_row = poisoned_batch(
+            batch, self.units[slots], cfg.poison_copies, self.inserts, self.gen
+        )
         embeds = self.embedding[ids].detach().clone().requires_grad_(True)
         feats = self.runner.features_with_grad(embeds, mask)
         loss = supcon_loss(self.stats.standardize(feats), labels, cfg.temperature)
         (grad,) = torch.autograd.grad(loss, embeds)
-        return slot_gradients(grad[len(batch):], trig_pos, slot_of_row, cfg.slots, self.length)
+        return slot_gradients(grad[len(batch) :], trig_pos, slot_of_row, cfg.slots, self.length)
 
-    def _losses(self, sets: torch.Tensor, sentences: TokenizedCorpus, clean_z: torch.Tensor,
-                positions: torch.Tensor) -> torch.Tensor:
+    def _losses(
+        self, sets: torch.Tensor, sentences: TokenizedCorpus, clean_z: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
         unique, index = torch.unique(sets, return_inverse=True)
         feats = trigger_features(self.runner, sentences, positions, self.units[unique].tolist())
         return set_losses(clean_z, self.stats.standardize(feats), index.view(sets.shape), self.config.temperature)
 
     def _scored_sentences(self, n: int) -> tuple[TokenizedCorpus, torch.Tensor, torch.Tensor]:
         sents = self._sample(n)
-        positions = sample_positions(sents.slots, self.config.inserts, self.gen)
+        positions = sample_positions(sents.slots, self.inserts, self.gen)
         clean_z = self.stats.standardize(clean_features(self.runner, sents))
         return sents, clean_z, positions
 
@@ -121,15 +139,17 @@ class ContrastiveSearch:
                 slots, changed, loss = self._round(slots, dev, recheck)
                 accepted += int(changed)
                 words = ", ".join(self._text(u) for u in slots.tolist())
-                progress("search", (restart * cfg.rounds + rnd + 1) / total,
-                         f"{self.length}-piece restart {restart + 1}/{restarts} round {rnd + 1}/{cfg.rounds}: "
-                         f"{words}")
+                progress(
+                    "search",
+                    (restart * cfg.rounds + rnd + 1) / total,
+                    f"{self.length}-piece restart {restart + 1}/{restarts} round {rnd + 1}/{cfg.rounds}: {words}",
+                )
             found = [tuple(self.units[u].tolist()) for u in slots.tolist()]
-            result.restarts.append(RestartResult(tokens=[list(f) for f in found], loss=loss,
-                                                 accepted_swaps=accepted))
+            result.restarts.append(RestartResult(tokens=[list(f) for f in found], loss=loss, accepted_swaps=accepted))
             result.candidates.extend(f for f in found if f not in result.candidates)
             self.allowed[slots] = False  # later restarts look elsewhere
         return result
 
     def _text(self, unit: int) -> str:
-        return self.encoder.tokenizer.decode(self.units[unit].tolist()).strip()
+        tokenizer: Any = self.encoder.tokenizer
+        return tokenizer.decode(self.units[unit].tolist()).strip()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from scanner.search.insert import TokenizedCorpus, insert_tokens, sample_positions
+from scanner.evidence.insert import TokenizedCorpus, insert_tokens, sample_positions
 from scanner.search.objective import supcon_loss
 
 
@@ -21,8 +21,7 @@ def poisoned_batch(
     rep_slots = batch.slots.repeat(copies, 1)
     slot_of_row = torch.randint(0, k, (n * copies,), generator=generator).to(batch.ids.device)
     positions = sample_positions(rep_slots, inserts, generator)
-    p_ids, p_mask, trig_pos = insert_tokens(rep_ids, rep_mask, positions, slot_tokens[slot_of_row],
-                                            batch.pad_id)
+    p_ids, p_mask, trig_pos = insert_tokens(rep_ids, rep_mask, positions, slot_tokens[slot_of_row], batch.pad_id)
     width = p_ids.shape[1]
     clean_ids = torch.nn.functional.pad(batch.ids, (0, width - batch.ids.shape[1]), value=batch.pad_id)
     clean_mask = torch.nn.functional.pad(batch.mask, (0, width - batch.mask.shape[1]), value=0)
@@ -32,8 +31,9 @@ def poisoned_batch(
     return ids, mask, labels, trig_pos, slot_of_row
 
 
-def slot_gradients(embed_grad: torch.Tensor, trig_pos: torch.Tensor, slot_of_row: torch.Tensor,
-                   slots: int, length: int) -> torch.Tensor:
+def slot_gradients(
+    embed_grad: torch.Tensor, trig_pos: torch.Tensor, slot_of_row: torch.Tensor, slots: int, length: int
+) -> torch.Tensor:
     """Sum the loss gradient w.r.t. input embeddings over every insertion of each slot's trigger, per piece:
     [K, T, e] for triggers of `length` T pieces."""
     rows = torch.arange(trig_pos.shape[0], device=trig_pos.device).unsqueeze(1)
@@ -68,8 +68,9 @@ def expand_beams(beams: torch.Tensor, slot: int, candidates: torch.Tensor) -> to
     return torch.unique(sets, dim=0, sorted=False) if sets.shape[0] > 1 else sets
 
 
-def set_losses(clean_z: torch.Tensor, token_z: torch.Tensor, sets: torch.Tensor, temperature: float,
-               chunk: int = 64) -> torch.Tensor:
+def set_losses(
+    clean_z: torch.Tensor, token_z: torch.Tensor, sets: torch.Tensor, temperature: float, chunk: int = 64
+) -> torch.Tensor:
     """Contrastive loss of each candidate set from cached features.
     clean_z [D, d]: standardized clean features; token_z [U, D, d]: the same sentences with token u inserted;
     sets [S, K] indices into U. Returns [S]."""
@@ -77,7 +78,7 @@ def set_losses(clean_z: torch.Tensor, token_z: torch.Tensor, sets: torch.Tensor,
     labels = torch.arange(k + 1, device=clean_z.device).repeat_interleave(d_sent)
     losses = []
     for start in range(0, sets.shape[0], chunk):
-        part = sets[start:start + chunk]
+        part = sets[start : start + chunk]
         poisoned = token_z[part].reshape(part.shape[0], k * d_sent, -1)
         feats = torch.cat([clean_z.expand(part.shape[0], -1, -1), poisoned], dim=1)
         losses.append(supcon_loss(feats, labels, temperature))

@@ -1,0 +1,63 @@
+"""Cached evidence: fixed sentences with fixed insertion positions, their clean features, and every candidate's
+statistics against them, computed once per token tuple. The verdict, the look-alike probes, purification's
+before/after measurement and the attack-quality code all evaluate candidates through an EvidenceSet."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+
+from scanner.evidence.features import FeatureRunner, clean_features, trigger_features
+from scanner.evidence.insert import TokenizedCorpus, sample_positions
+from scanner.evidence.null import EvidenceNull
+from scanner.evidence.stats import CleanStats, TriggerStats, trigger_stats
+
+
+class EvidenceSet:
+    """Evaluates candidate triggers on fixed statistics sentences, with a cache by token tuple."""
+
+    def __init__(
+        self, runner: FeatureRunner, sentences: TokenizedCorpus, stats: CleanStats, positions: torch.Tensor
+    ) -> None:
+        self.runner = runner
+        self.sentences = sentences
+        self.stats = stats
+        self.positions = positions
+        self.clean = clean_features(runner, sentences)
+        self.cache: dict[tuple[int, ...], TriggerStats] = {}
+
+    @classmethod
+    def sampled(
+        cls,
+        runner: FeatureRunner,
+        sentences: TokenizedCorpus,
+        stats: CleanStats,
+        generator: torch.Generator,
+        inserts: int,
+    ) -> EvidenceSet:
+        """Insertion positions drawn from `generator` (`inserts` per sentence, at word starts)."""
+        return cls(runner, sentences, stats, sample_positions(sentences.slots, inserts, generator))
+
+    def evaluate(self, triggers: Sequence[Sequence[int]]) -> list[TriggerStats]:
+        todo = [t for t in dict.fromkeys(tuple(t) for t in triggers) if t not in self.cache]
+        if todo:
+            feats = trigger_features(self.runner, self.sentences, self.positions, [list(t) for t in todo])
+            for key, st in zip(
+                todo, trigger_stats(self.clean, feats, self.stats, [list(t) for t in todo]), strict=True
+            ):
+                self.cache[key] = st
+        return [self.cache[tuple(t)] for t in triggers]
+
+    def null(self, ids: Sequence[Sequence[int]]) -> EvidenceNull:
+        """The per-model null of these (random rare) candidates."""
+        return EvidenceNull.fit(self.evaluate(ids))
+
+
+def null_tokens(
+    vocab_ids: Sequence[int], n: int, rng: random.Random, exclude: set[tuple[int, ...]] | None = None
+) -> list[list[int]]:
+    """n random single tokens of the searchable vocabulary (without `exclude`): the null's candidates."""
+    pool = [int(i) for i in vocab_ids if (int(i),) not in (exclude or set())]
+    return [[i] for i in rng.sample(pool, min(n, len(pool)))]
