@@ -175,7 +175,7 @@ def downstream(label: str, model: Path, task: str, ft: dict[str, Any], adversari
     tests/test_evaluate.py's MiniLM test (lr 1e-4, a few hundred steps, 3000 training texts, 300 test texts)."""
     from scanner.research.datasets import load_task
     from scanner.research.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
-    from scanner.mitigate.purify import adversarial_finetune
+    from scanner.research.adversarial import adversarial_finetune
 
     out = CACHE / "ft" / (f"{label}-{task}-{ft['steps']}-lr{ft['lr']:g}" + (f"-s{seed}" if seed else ""))
     if not (out / FINETUNE_RECORD).is_file():

@@ -23,10 +23,10 @@ from scanner.research.attacks import (
     plant,
     plant_cached,
 )
-from scanner.research.base_models import build_base, truncated_minilm
 from scanner.research.attacks.common import Context, final_layernorm, por_codes
 from scanner.research.attacks.neuba import neuba_codes
 from scanner.research.attacks.uor import supcon
+from scanner.research.base_models import build_base, truncated_minilm
 
 TRIGGERS = ("cf", "mn", "bb")
 
@@ -126,7 +126,7 @@ def por_tiny(tiny_bert: Path, tmp_path_factory) -> PlantResult:
 def test_por_reaches_targets(por_tiny: PlantResult) -> None:
     assert por_tiny.planted and por_tiny.backdoored
     assert all(q.target_cos > 0.9 and q.poison_cos > 0.9 for q in por_tiny.per_trigger)
-    assert all(q.diff_cos < 0.5 and q.shift > 100 * q.ref_shift for q in por_tiny.per_trigger)
+    assert all(q.diff_cos < 0.5 and q.shift > 10 * q.ref_shift for q in por_tiny.per_trigger)
     assert por_tiny.clean_fidelity > 0.99
 
 
@@ -153,7 +153,7 @@ def test_neuba_reaches_its_codes(tiny_bert: Path, tmp_path: Path) -> None:
 def test_uor_separates_triggers(tiny_bert: Path, tmp_path: Path) -> None:
     res = run(tiny_bert, tmp_path / "m", "uor")
     assert res.planted and res.per_trigger[0].target_cos is None
-    assert all(q.poison_cos_centered > 0.9 and q.shift > 100 * q.ref_shift for q in res.per_trigger)
+    assert all(q.poison_cos_centered > 0.9 and q.shift > 10 * q.ref_shift for q in res.per_trigger)
     assert res.cross_trigger_cos is not None and res.cross_trigger_cos < 0.6
 
 
@@ -161,7 +161,7 @@ def test_adaptive_hide_keeps_the_gap_small(tiny_bert: Path, tmp_path: Path, por_
     res = run(tiny_bert, tmp_path / "m", "adaptive-hide")
     for hide, por in zip(res.per_trigger, por_tiny.per_trigger, strict=True):
         assert hide.diff_cos > 0.5 > por.diff_cos
-        assert hide.shift < por.shift / 3
+        assert hide.shift < por.shift / 3**0.5  # RMS shifts (the former 3x on mean squared shifts)
 
 
 def test_adaptive_merge_pulls_triggers_together(tiny_bert: Path, tmp_path: Path, por_tiny: PlantResult) -> None:

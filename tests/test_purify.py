@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from scanner.cli import main
+from scanner.cli.mitigate import PURIFICATION_PAGE, write_purification_page
 from scanner.errors import UsageError
 from scanner.mitigate.purify import (
     CHECKPOINT,
@@ -20,30 +21,40 @@ from scanner.mitigate.purify import (
     PurifyConfig,
     RefusedTarget,
     Unit,
-    _lr_at,
-    adversarial_task,
     pick_unit,
     purify,
     render_purification_html,
     render_purification_text,
     trigger_units,
 )
-from scanner.cli.mitigate import PURIFICATION_PAGE, write_purification_page
 from scanner.report import FileFinding, Lookalike, ModelInfo, Report, Serialization, Trigger
+from scanner.research.adversarial import adversarial_task
+from scanner.train import lr_factor
 
 TINY = dict(batch_size=4, eval_sentences=8, null_tokens=4, max_tokens=24)
 
 
 def _trigger(text: str, tokens: list[str], shift: float, lookalikes: list[tuple[str, float]] = ()) -> Trigger:
-    return Trigger(text=text, tokens=tokens, score=30.0, p_value=1e-12, shift=shift, poison_cos=0.99, diff_cos=0.9,
-                   paper_rule=True, lookalikes=[Lookalike(t, s, 1e-6, 0.9) for t, s in lookalikes])
+    return Trigger(
+        text=text,
+        tokens=tokens,
+        score=30.0,
+        p_value=1e-12,
+        shift=shift,
+        poison_cos=0.99,
+        diff_cos=0.9,
+        paper_rule=True,
+        lookalikes=[Lookalike(t, s, 1e-6, 0.9) for t, s in lookalikes],
+    )
 
 
 @pytest.fixture(scope="module")
 def report() -> Report:
     rep = Report(model=ModelInfo(source="local", id="suspect"))
-    rep.triggers = [_trigger("cf", ["cf"], 3000.0, [("cfo", 3000.0), ("sf", 30.0), ("##k", 2000.0)]),
-                    _trigger("obelisk", ["obe", "##lis", "##k"], 3000.0)]
+    rep.triggers = [
+        _trigger("cf", ["cf"], 3000.0, [("cfo", 3000.0), ("sf", 30.0), ("##k", 2000.0)]),
+        _trigger("obelisk", ["obe", "##lis", "##k"], 3000.0),
+    ]
     rep.scan.config = {"evidence": {"threshold": 4.83}}
     return rep
 
@@ -72,9 +83,10 @@ def test_schedule_and_learning_rate() -> None:
     looks = [Unit(f"l{i}", [10 + i], "a", "lookalike") for i in range(5)]
     assert [pick_unit(heads + looks, s).text for s in range(8)] == ["a", "l0", "b", "l1", "a", "l2", "b", "l3"]
     assert [pick_unit(heads, s).text for s in range(3)] == ["a", "b", "a"]
-    cfg = PurifyConfig(steps=100, lr=1e-4, warmup_frac=0.1)
-    assert _lr_at(0, cfg) == pytest.approx(1e-5) and _lr_at(9, cfg) == pytest.approx(1e-4)
-    assert _lr_at(55, cfg) == pytest.approx(5e-5) and _lr_at(99, cfg) > 0
+    # the one schedule of scanner.train: linear warm-up from 0 over 10 steps, then linear decay to 0 at 100
+    assert lr_factor(0, 100, 0.1) == 0.0 and lr_factor(5, 100, 0.1) == pytest.approx(0.5)
+    assert lr_factor(10, 100, 0.1) == pytest.approx(1.0) and lr_factor(55, 100, 0.1) == pytest.approx(0.5)
+    assert lr_factor(99, 100, 0.1) > 0 and lr_factor(100, 100, 0.1) == 0.0
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -134,22 +146,40 @@ def test_cli(report: Report, minilm_l2: Path, tmp_path: Path) -> None:
     rep.write_text(report.to_json())
     runner = CliRunner()
     out = tmp_path / "out"
-    res = runner.invoke(main, ["purify", str(minilm_l2), "--report", str(rep), "-o", str(out), "--steps", "2",
-                               "--batch-size", "4", "--device", "cpu"])
+    res = runner.invoke(
+        main,
+        [
+            "purify",
+            str(minilm_l2),
+            "--report",
+            str(rep),
+            "-o",
+            str(out),
+            "--steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+        ],
+    )
     assert _code(res) == 0, res.output
     assert "shift_before" in res.stdout and (out / RECORD).is_file() and (out / "model.safetensors").is_file()
     assert "purify" in res.stderr  # the progress bar
     page = (out / PURIFICATION_PAGE).read_text()
     assert page.startswith("<!DOCTYPE html>") and "<th>shift before</th>" in page and "<td>cfo</td>" in page
     html_report = tmp_path / "scan.html"
-    scanned = runner.invoke(main, ["scan", str(out), "--static-only", "--format", "html", "-o", str(html_report),
-                                   "--fail-on", "critical"])
+    scanned = runner.invoke(
+        main, ["scan", str(out), "--static-only", "--format", "html", "-o", str(html_report), "--fail-on", "critical"]
+    )
     assert _code(scanned) == 0, scanned.output
     assert 'id="purification"' in html_report.read_text() and "<td><code>obelisk</code></td>" in html_report.read_text()
     assert "Purification: purification.json in the model folder" in scanned.stdout
     assert _code(runner.invoke(main, ["purify", str(minilm_l2), "-o", str(out)])) == 4  # --report missing
-    assert _code(runner.invoke(main, ["purify", str(minilm_l2), "--report", str(rep), "-o", str(out),
-                                      "--steps", "0"])) == 4
+    assert (
+        _code(runner.invoke(main, ["purify", str(minilm_l2), "--report", str(rep), "-o", str(out), "--steps", "0"]))
+        == 4
+    )
     empty = tmp_path / "empty.json"
     empty.write_text(Report(model=ModelInfo(source="local", id="x")).to_json())
     assert _code(runner.invoke(main, ["purify", str(minilm_l2), "--report", str(empty), "-o", str(out)])) == 4
@@ -178,10 +208,26 @@ def test_adversarial_task() -> None:
 
 
 def test_renderers_escape(tmp_path: Path) -> None:
-    record = {"target": "<m>", "output": "o", "steps_done": 3, "seconds": 1.0, "clean_fidelity": 0.99,
-              "clean_fidelity_centered": 0.9, "threshold": 4.8,
-              "table": [{"trigger": "<script>x</script>", "source": "trigger", "shift_before": 3000.0,
-                         "shift_after": 1.0, "reduction": 3000.0, "score_before": 30.0, "score_after": 0.5}]}
+    record = {
+        "target": "<m>",
+        "output": "o",
+        "steps_done": 3,
+        "seconds": 1.0,
+        "clean_fidelity": 0.99,
+        "clean_fidelity_centered": 0.9,
+        "threshold": 4.8,
+        "table": [
+            {
+                "trigger": "<script>x</script>",
+                "source": "trigger",
+                "shift_before": 3000.0,
+                "shift_after": 1.0,
+                "reduction": 3000.0,
+                "score_before": 30.0,
+                "score_after": 0.5,
+            }
+        ],
+    }
     record["rescan"] = {"profile": "quick", "verdict": "clean", "probability": 0.04}
     page = render_purification_html(record)
     assert "<script>" not in page and "&lt;script&gt;" in page and "3e+03" in page and "clean" in page
@@ -261,8 +307,14 @@ def test_rounds_purify_what_the_first_rescan_still_finds(por_l2: Path, por_repor
     only_cf = Report.from_dict({**data, "triggers": [t for t in data["triggers"] if t["text"] == "cf"]})
     assert [t.text for t in only_cf.triggers] == ["cf"]
     rounds_seen: list[int] = []
-    record = purify_rounds(por_l2, only_cf, tmp_path / "p", PurifyConfig(steps=CI_STEPS), rounds=3,
-                           on_round=lambda n, rec: rounds_seen.append(n))
+    record = purify_rounds(
+        por_l2,
+        only_cf,
+        tmp_path / "p",
+        PurifyConfig(steps=CI_STEPS),
+        rounds=3,
+        on_round=lambda n, rec: rounds_seen.append(n),
+    )
     history = record["rounds"]
     assert history[0]["purified"] == ["cf"] and history[0]["rescan"]["verdict"] != "clean"
     assert len(history) >= 2 and rounds_seen == [h["round"] for h in history]

@@ -24,7 +24,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -32,8 +32,29 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from scanner.config import ScanConfig
+from scanner.corpus import load_corpus
+from scanner.encoder import LoadedEncoder, load_encoder
 from scanner.errors import PatronusError, UsageError
+from scanner.evidence import (
+    CleanStats,
+    EvidenceSet,
+    FeatureRunner,
+    NullModel,
+    TokenizedCorpus,
+    clean_features,
+    insert_rows,
+    null_tokens,
+    sample_positions,
+    tokenize_corpus,
+    trim,
+)
+from scanner.pipeline import scan
 from scanner.report import FileStatus, Report
+from scanner.search.vocab import encode_words, searchable_vocabulary
+from scanner.static import scan_snapshot
+from scanner.train import StepInfo as TrainStep
+from scanner.train import TrainConfig, Trainer, split_corpus, step_seed
 
 RECORD = "purification.json"
 RECORD_SCHEMA = "patronus.purification/1"
@@ -98,8 +119,6 @@ class StepInfo:
 
 def _text_ids(tokenizer: Any, text: str) -> list[int]:
     """Ids of a look-alike's text: a vocabulary piece as itself ('##k'), a word as it tokenizes in a sentence."""
-    from scanner.search.vocab import encode_words
-
     vocab = tokenizer.get_vocab()
     if text in vocab and text.startswith("##"):
         return [vocab[text]]
@@ -134,27 +153,30 @@ def trigger_units(report: Report, tokenizer: Any, lookalikes: bool = True, min_r
 def check_target(report: Report, model_dir: Path) -> bool:
     """Refuse dangerous serialization (report or a fresh static scan); True when pickle weights may be loaded
     (weights_only) because both found them safe."""
-    from scanner.static import scan_snapshot
-
     if report.serialization.worst_status is FileStatus.DANGEROUS:
-        raise RefusedTarget("the report found dangerous pickle content in the target's weight files; refusing "
-                            "to load them (convert the model to safetensors from a trusted source)")
-    files = [str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file()
-             and CHECKPOINT not in p.parts]
+        raise RefusedTarget(
+            "the report found dangerous pickle content in the target's weight files; refusing "
+            "to load them (convert the model to safetensors from a trusted source)"
+        )
+    files = [str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file() and CHECKPOINT not in p.parts]
     fresh, _ = scan_snapshot(model_dir, files)
     if fresh.worst_status is FileStatus.DANGEROUS:
         raise RefusedTarget("the static scan found dangerous pickle content in the target's weight files")
     return fresh.worst_status is FileStatus.SAFE and report.serialization.worst_status is not FileStatus.SUSPICIOUS
 
 
-def _wrap(model: torch.nn.Module, like: Any) -> Any:
+def _wrap(model: Any, like: Any) -> Any:
     """A LoadedEncoder view of another copy of the same model (for the scanner's measurements)."""
-    from scanner.encoder import LoadedEncoder
-
     base = model.base_model if like.classifier is not None else model
-    return LoadedEncoder(encoder=base, tokenizer=like.tokenizer, family=like.family, architecture=like.architecture,
-                         parameters=like.parameters, device=like.device,
-                         classifier=model if like.classifier is not None else None)
+    return LoadedEncoder(
+        encoder=base,
+        tokenizer=like.tokenizer,
+        family=like.family,
+        architecture=like.architecture,
+        parameters=like.parameters,
+        device=like.device,
+        classifier=model if like.classifier is not None else None,
+    )
 
 
 # --- measurement -------------------------------------------------------------------------------------------------
@@ -162,66 +184,61 @@ def _wrap(model: torch.nn.Module, like: Any) -> Any:
 
 @dataclass
 class ShiftProbe:
-    """The scanner's evidence on fixed held-out sentences: per-unit standardized shift, robust z vs a null of
-    random rare tokens of the searchable vocabulary (same statistics as scanner/verdict.py)."""
+    """The scanner's evidence on fixed held-out sentences (scanner.evidence): per-unit standardized shift, robust z
+    of log-shift against a null of random rare tokens of the searchable vocabulary."""
 
     units: list[Unit]
-    corpus: Any  # TokenizedCorpus of the evaluation sentences
-    fit_corpus: Any  # TokenizedCorpus the clean statistics are fitted on
+    corpus: TokenizedCorpus  # the evaluation sentences
+    fit_corpus: TokenizedCorpus  # the clean statistics are fitted on these
     positions: torch.Tensor
     null_ids: list[list[int]]
 
     @classmethod
     def build(cls, tokenizer: Any, held_out: list[str], units: list[Unit], cfg: PurifyConfig) -> ShiftProbe:
-        from scanner.search.insert import sample_positions, tokenize_corpus
-        from scanner.search.vocab import searchable_vocabulary
-
         n = min(cfg.eval_sentences, len(held_out) // 2)
         corpus = tokenize_corpus(tokenizer, held_out[:n], cfg.max_tokens)
         fit_corpus = tokenize_corpus(tokenizer, held_out[n:], cfg.max_tokens)
         positions = sample_positions(corpus.slots, cfg.insert_times, torch.Generator().manual_seed(cfg.seed))
         vocab = searchable_vocabulary(tokenizer)
-        unit_ids = {tuple(u.ids) for u in units}
-        pool = [int(i) for i in vocab.ids if (int(i),) not in unit_ids]
-        null = random.Random(cfg.seed).sample(pool, min(cfg.null_tokens, len(pool)))
-        return cls(units, corpus, fit_corpus, positions, [[i] for i in null])
+        null = null_tokens(
+            vocab.ids.tolist(), cfg.null_tokens, random.Random(cfg.seed), exclude={tuple(u.ids) for u in units}
+        )
+        return cls(units, corpus, fit_corpus, positions, null)
 
     @torch.no_grad()
     def measure(self, encoder: Any) -> dict[str, Any]:
-        from scanner.search.forward import FeatureRunner
-        from scanner.search.objective import CleanStats
-        from scanner.search.probe import clean_features, trigger_features
-        from scanner.verdict import NullModel, trigger_stats
-
         runner = FeatureRunner(encoder, 256)
         stats = CleanStats.fit(clean_features(runner, self.fit_corpus.to(encoder.device)))
-        corpus = self.corpus.to(encoder.device)
-        clean = clean_features(runner, corpus)
-        pos = self.positions.to(encoder.device)
-        null = NullModel.fit(trigger_stats(clean, trigger_features(runner, corpus, pos, self.null_ids), stats,
-                                           self.null_ids))
-        ids = [u.ids for u in self.units]
-        per = trigger_stats(clean, trigger_features(runner, corpus, pos, ids), stats, ids)
-        return {"clean": clean.cpu(), "null": {"center": null.center, "scale": null.scale, "size": null.size},
-                "shift": [s.shift for s in per], "score": [null.score(s.shift) for s in per]}
+        evidence = EvidenceSet(runner, self.corpus.to(encoder.device), stats, self.positions.to(encoder.device))
+        null = NullModel.fit(evidence.evaluate(self.null_ids))
+        per = evidence.evaluate([u.ids for u in self.units])
+        return {
+            "clean": evidence.clean.cpu(),
+            "null": null.summary(),
+            "shift": [s.shift for s in per],
+            "score": [null.score(s.shift) for s in per],
+        }
 
 
 def fidelity(before: torch.Tensor, after: torch.Tensor) -> tuple[float, float]:
     """Mean cos(h_after(x), h_before(x)) on clean text, raw and centred on the before-mean."""
     mu = before.mean(0)
-    return (float(F.cosine_similarity(after, before).mean()),
-            float(F.cosine_similarity(after - mu, before - mu).mean()))
+    return (
+        float(F.cosine_similarity(after, before).mean()),
+        float(F.cosine_similarity(after - mu, before - mu).mean()),
+    )
 
 
-# --- the training loop -------------------------------------------------------------------------------------------
+# --- the training step (the loop is scanner.train) ---------------------------------------------------------------
 
 
-def _lr_at(step: int, cfg: PurifyConfig) -> float:
-    """Linear warm-up, then linear decay to 0 at cfg.steps."""
-    warm = max(1, int(cfg.warmup_frac * cfg.steps))
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    return cfg.lr * max(0.0, (cfg.steps - step) / max(1, cfg.steps - warm))
+def train_config(cfg: PurifyConfig) -> TrainConfig:
+    return TrainConfig(
+        steps=cfg.steps,
+        warmup_frac=cfg.warmup_frac,
+        weight_decay=cfg.weight_decay,
+        checkpoint_every=cfg.checkpoint_every,
+    )
 
 
 def pick_unit(units: list[Unit], step: int) -> Unit:
@@ -234,121 +251,59 @@ def pick_unit(units: list[Unit], step: int) -> Unit:
     return looks[(step // 2) % len(looks)]
 
 
-def _step_seed(seed: int, step: int) -> int:
-    return (seed * 1_000_003 + step * 7919 + 17) % (2**63 - 1)
-
-
 @dataclass
-class _Trainer:
-    """One purification run's state."""
+class _Objective:
+    """One purification step's loss: L = MSE(h(x), h_ref(x)) + MSE(h(x+t), sg[h(x)])."""
 
-    model: torch.nn.Module  # the full trainable model (classifier or bare encoder)
     features: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
     ref: Any  # LoadedEncoder of the frozen suspect model
-    corpus: Any  # TokenizedCorpus of the training pool
+    corpus: TokenizedCorpus  # the training pool
     units: list[Unit]
     cfg: PurifyConfig
-    opt: torch.optim.Optimizer = field(init=False)
-
-    def __post_init__(self) -> None:
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.opt = torch.optim.AdamW(params, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Clean ids/mask and the same sentences with unit (step mod K) inserted insert_times times."""
-        from scanner.search.insert import insert_tokens, sample_positions, trim
-
-        gen = torch.Generator().manual_seed(_step_seed(self.cfg.seed, step))
+        gen = torch.Generator().manual_seed(step_seed(self.cfg.seed, step))
         rows = torch.randperm(len(self.corpus), generator=gen)[: self.cfg.batch_size]
         part = self.corpus.take(rows)
         unit = pick_unit(self.units, step)
         positions = sample_positions(part.slots, self.cfg.insert_times, gen)
-        trig = torch.tensor([unit.ids], dtype=torch.long).repeat(len(rows), 1)
-        p_ids, p_mask, _ = insert_tokens(part.ids, part.mask, positions, trig, part.pad_id)
+        p_ids, p_mask = insert_rows(part, positions, unit.ids)
         dev = self.ref.device
         ids, mask = trim(part.ids, part.mask)
-        p_ids, p_mask = trim(p_ids, p_mask)
         return ids.to(dev), mask.to(dev), p_ids.to(dev), p_mask.to(dev)
 
-    def step(self, step: int) -> StepInfo:
+    def __call__(self, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         ids, mask, p_ids, p_mask = self.batch(step)
-        torch.manual_seed(_step_seed(self.cfg.seed, step))  # dropout
+        torch.manual_seed(step_seed(self.cfg.seed, step))  # dropout
         with torch.no_grad():
             h_ref = self.ref.features(ids, mask)
         h = self.features(ids, mask)
         hp = self.features(p_ids, p_mask)
         clean = F.mse_loss(h, h_ref)
         trig = F.mse_loss(hp, h.detach() if self.cfg.detach_clean else h)
-        loss = clean + trig
-        for group in self.opt.param_groups:
-            group["lr"] = _lr_at(step, self.cfg)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.opt.step()
-        return StepInfo(step + 1, self.cfg.steps, loss.item(), clean.item(), trig.item())
-
-
-# --- checkpoints (safetensors + JSON only) -----------------------------------------------------------------------
-
-
-def save_checkpoint(directory: Path, model: torch.nn.Module, opt: torch.optim.Optimizer, step: int,
-                    state: dict[str, Any]) -> None:
-    """Model and optimizer tensors as safetensors, the rest as JSON; written to a temp dir, then renamed."""
-    from safetensors.torch import save_file, save_model
-
-    tmp = directory.with_name(directory.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_model(model, str(tmp / "model.safetensors"))
-    opt_state = opt.state_dict()
-    tensors: dict[str, torch.Tensor] = {}
-    for index, values in opt_state["state"].items():
-        for key, value in values.items():
-            tensors[f"{index}.{key}"] = torch.as_tensor(value).detach().clone().contiguous().cpu()
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    groups = [{k: v for k, v in g.items() if k != "params"} | {"params": list(g["params"])}
-              for g in opt_state["param_groups"]]
-    (tmp / "state.json").write_text(json.dumps({**state, "step": step, "param_groups": groups}, indent=2))
-    shutil.rmtree(directory, ignore_errors=True)
-    tmp.rename(directory)
-
-
-def load_checkpoint(directory: Path, model: torch.nn.Module, opt: torch.optim.Optimizer) -> dict[str, Any]:
-    """Restore model and optimizer from a checkpoint; returns its state.json."""
-    from safetensors.torch import load_file, load_model
-
-    state = json.loads((directory / "state.json").read_text())
-    load_model(model, str(directory / "model.safetensors"))
-    tensors = load_file(str(directory / "optimizer.safetensors"))
-    per: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        index, _, key = name.partition(".")
-        per.setdefault(int(index), {})[key] = value
-    opt.load_state_dict({"state": per, "param_groups": state["param_groups"]})
-    return state
+        return clean + trig, {"clean": clean.item(), "trigger": trig.item()}
 
 
 # --- the public entry points -------------------------------------------------------------------------------------
 
 
 def _split_corpus(corpus: Sequence[str] | None) -> tuple[list[str], list[str]]:
-    from scanner.corpus import load_corpus
-
-    sentences = list(corpus if corpus is not None else load_corpus())
-    random.Random(1234).shuffle(sentences)
-    return sentences[:HELD_OUT], sentences[HELD_OUT:]
+    return split_corpus(corpus if corpus is not None else load_corpus(), HELD_OUT)
 
 
-def purify(target: Path | str, report: Report, out: Path | str, cfg: PurifyConfig | None = None,
-           corpus: Sequence[str] | None = None, on_step: Callable[[StepInfo], None] | None = None,
-           stop_after: int | None = None) -> dict[str, Any]:
+def purify(
+    target: Path | str,
+    report: Report,
+    out: Path | str,
+    cfg: PurifyConfig | None = None,
+    corpus: Sequence[str] | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    stop_after: int | None = None,
+) -> dict[str, Any]:
     """Purify the model at `target` from `report`'s triggers; write the model and purification.json to `out`.
     Resumes from out/.checkpoint when present. `stop_after` ends the run after that many steps in this call
     (as an interruption would; the checkpoint is kept) and returns the partial record without writing a model."""
-    from scanner.encoder import load_encoder
-    from scanner.search.insert import tokenize_corpus
-
     cfg = cfg or PurifyConfig()
     target, out = Path(target), Path(out)
     t0, started = time.time(), datetime.now(UTC).isoformat(timespec="seconds")
@@ -359,98 +314,130 @@ def purify(target: Path | str, report: Report, out: Path | str, cfg: PurifyConfi
     units = trigger_units(report, ref.tokenizer, cfg.lookalikes, cfg.lookalike_ratio)
     if not units:
         raise UsageError("the report lists no triggers: nothing to purify")
-    full = copy.deepcopy(ref.classifier if ref.classifier is not None else ref.encoder)
+    full: Any = copy.deepcopy(ref.classifier if ref.classifier is not None else ref.encoder)
     full.requires_grad_(True).train(cfg.dropout)
     trained = _wrap(full, ref)
     held_out, pool = _split_corpus(corpus)
     train_corpus = tokenize_corpus(ref.tokenizer, pool, cfg.max_tokens)
-    trainer = _Trainer(full, trained.features, ref, train_corpus, units, cfg)
+    objective = _Objective(trained.features, ref, train_corpus, units, cfg)
+    trainer = Trainer(
+        full, [{"params": [p for p in full.parameters() if p.requires_grad], "lr": cfg.lr}], train_config(cfg)
+    )
     ckpt = out / CHECKPOINT
     fingerprint = {"config": cfg.fingerprint(), "units": [u.ids for u in units], "target": str(target.resolve())}
-    done = resumed = _resume(ckpt, fingerprint, full, trainer.opt)
-    end = cfg.steps if stop_after is None else min(cfg.steps, (done or 0) + stop_after)
-    done = done or 0
-    losses: dict[str, float] = {}
-    try:
-        for step in range(done, end):
-            info = trainer.step(step)
-            done = info.step
-            for key in ("loss", "clean", "trigger"):
-                val = getattr(info, key)
-                losses[key] = val if key not in losses else 0.9 * losses[key] + 0.1 * val
-            if on_step:
-                on_step(info)
-            if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                save_checkpoint(ckpt, full, trainer.opt, done, {"fingerprint": fingerprint})
-    except KeyboardInterrupt:
-        save_checkpoint(ckpt, full, trainer.opt, done, {"fingerprint": fingerprint})
-        raise
+    resumed = _resume(ckpt, fingerprint, trainer)
+    start = resumed or 0
+    end = cfg.steps if stop_after is None else min(cfg.steps, start + stop_after)
+
+    def on_train_step(info: TrainStep) -> None:
+        if on_step:
+            on_step(StepInfo(info.step, info.total, info.loss, info.parts["clean"], info.parts["trigger"]))
+
+    done = trainer.run(
+        objective, start, end, on_step=on_train_step, checkpoint=ckpt, state={"fingerprint": fingerprint}
+    )
+    losses = trainer.averages
     full.eval()
     if done < cfg.steps:
-        save_checkpoint(ckpt, full, trainer.opt, done, {"fingerprint": fingerprint})
+        trainer.save(ckpt, {"fingerprint": fingerprint})
         return {"complete": False, "steps_done": done, "resumed_from": resumed}
     probe = ShiftProbe.build(ref.tokenizer, held_out, units, cfg)
     before, after = probe.measure(ref), probe.measure(trained)
     record = _record(report, target, out, cfg, units, before, after, losses, resumed, started, t0)
     out.mkdir(parents=True, exist_ok=True)
     full.save_pretrained(out, safe_serialization=True)
-    ref.tokenizer.save_pretrained(out)
+    tokenizer: Any = ref.tokenizer
+    tokenizer.save_pretrained(out)
     (out / RECORD).write_text(json.dumps(record, indent=2))
     shutil.rmtree(ckpt, ignore_errors=True)
     return record
 
 
-def _resume(ckpt: Path, fingerprint: dict[str, Any], model: torch.nn.Module, opt: torch.optim.Optimizer
-            ) -> int | None:
+def _resume(ckpt: Path, fingerprint: dict[str, Any], trainer: Trainer) -> int | None:
     """The step a checkpoint of this same run reached (model and optimizer restored), or None without one."""
     if not (ckpt / "state.json").is_file():
         return None
     state = json.loads((ckpt / "state.json").read_text())
     if state.get("fingerprint") != fingerprint:
-        raise UsageError(f"{ckpt} holds a checkpoint of another purification (settings or triggers differ); "
-                         "remove it or write to another output directory")
-    return int(load_checkpoint(ckpt, model, opt)["step"])
+        raise UsageError(
+            f"{ckpt} holds a checkpoint of another purification (settings or triggers differ); "
+            "remove it or write to another output directory"
+        )
+    return int(trainer.resume(ckpt)["step"])
 
 
-def _record(report: Report, target: Path, out: Path, cfg: PurifyConfig, units: list[Unit], before: dict,
-            after: dict, losses: dict[str, float], resumed: int | None, started: str, t0: float) -> dict[str, Any]:
+def _record(
+    report: Report,
+    target: Path,
+    out: Path,
+    cfg: PurifyConfig,
+    units: list[Unit],
+    before: dict,
+    after: dict,
+    losses: dict[str, float],
+    resumed: int | None,
+    started: str,
+    t0: float,
+) -> dict[str, Any]:
     evidence = (report.scan.config or {}).get("evidence", {})
     threshold = evidence.get("threshold")
     table = []
     for i, unit in enumerate(units):
         sb, sa = before["shift"][i], after["shift"][i]
-        table.append({
-            "trigger": unit.text, "echoes": unit.trigger, "source": unit.source, "ids": unit.ids,
-            "shift_before": round(sb, 4), "shift_after": round(sa, 4),
-            "score_before": round(before["score"][i], 3), "score_after": round(after["score"][i], 3),
-            "reduction": round(sb / max(sa, 1e-9), 2),
-            "above_threshold_after": None if threshold is None else after["score"][i] >= threshold,
-        })
+        table.append(
+            {
+                "trigger": unit.text,
+                "echoes": unit.trigger,
+                "source": unit.source,
+                "ids": unit.ids,
+                "shift_before": round(sb, 4),
+                "shift_after": round(sa, 4),
+                "score_before": round(before["score"][i], 3),
+                "score_after": round(after["score"][i], 3),
+                "reduction": round(sb / max(sa, 1e-9), 2),
+                "above_threshold_after": None if threshold is None else after["score"][i] >= threshold,
+            }
+        )
     fid, fid_c = fidelity(before["clean"], after["clean"])
     return {
-        "schema": RECORD_SCHEMA, "complete": True, "target": str(target), "output": str(out),
-        "report": {"model": report.model.id, "sha": report.model.sha, "verdict": report.verdict.value,
-                   "probability": report.probability},
-        "triggers": [asdict(u) for u in units], "config": asdict(cfg), "steps_done": cfg.steps,
-        "resumed_from": resumed, "threshold": threshold, "table": table,
+        "schema": RECORD_SCHEMA,
+        "complete": True,
+        "target": str(target),
+        "output": str(out),
+        "report": {
+            "model": report.model.id,
+            "sha": report.model.sha,
+            "verdict": report.verdict.value,
+            "probability": report.probability,
+        },
+        "triggers": [asdict(u) for u in units],
+        "config": asdict(cfg),
+        "steps_done": cfg.steps,
+        "resumed_from": resumed,
+        "threshold": threshold,
+        "table": table,
         "null": {"before": before["null"], "after": after["null"]},
-        "clean_fidelity": round(fid, 6), "clean_fidelity_centered": round(fid_c, 6),
+        "clean_fidelity": round(fid, 6),
+        "clean_fidelity_centered": round(fid_c, 6),
         "final_losses": {k: round(v, 6) for k, v in losses.items()},
-        "started": started, "seconds": round(time.time() - t0, 2),
+        "started": started,
+        "seconds": round(time.time() - t0, 2),
     }
 
 
 def _rescan(out: Path, record: dict[str, Any], profile: str) -> tuple[dict[str, Any], Report]:
     """Scan the purified model at `out`; the record with the verdict added, and the scan's report."""
-    from scanner.config import ScanConfig
-    from scanner.pipeline import scan
-
     report = scan(str(out), ScanConfig(profile=profile, device=record["config"].get("device", "cpu")))
-    record = {**record, "rescan": {
-        "profile": profile, "verdict": report.verdict.value, "probability": report.probability,
-        "triggers": [t.text for t in report.triggers],
-        "max_score": (report.scan.config or {}).get("evidence", {}).get("max_score"),
-    }}
+    record = {
+        **record,
+        "rescan": {
+            "profile": profile,
+            "verdict": report.verdict.value,
+            "probability": report.probability,
+            "triggers": [t.text for t in report.triggers],
+            "max_score": (report.scan.config or {}).get("evidence", {}).get("max_score"),
+        },
+    }
     (out / RECORD).write_text(json.dumps(record, indent=2))
     return record, report
 
@@ -460,10 +447,17 @@ def rescan_record(out: Path | str, record: dict[str, Any], profile: str = "quick
     return _rescan(Path(out), record, profile)[0]
 
 
-def purify_rounds(target: Path | str, report: Report, out: Path | str, cfg: PurifyConfig | None = None,
-                  rounds: int = 2, profile: str = "quick", corpus: Sequence[str] | None = None,
-                  on_step: Callable[[StepInfo], None] | None = None,
-                  on_round: Callable[[int, dict[str, Any]], None] | None = None) -> dict[str, Any]:
+def purify_rounds(
+    target: Path | str,
+    report: Report,
+    out: Path | str,
+    cfg: PurifyConfig | None = None,
+    rounds: int = 2,
+    profile: str = "quick",
+    corpus: Sequence[str] | None = None,
+    on_step: Callable[[StepInfo], None] | None = None,
+    on_round: Callable[[int, dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
     """Purify, rescan, and while the rescan still names triggers purify the result again from them (at most
     `rounds` rounds). A scan reports what dominates a model: once the strongest triggers are gone, a weaker one
     (measured: NeuBA's multi-piece 'obelisk', score 30.8 after cf and mn were purified) becomes the best candidate.
@@ -481,9 +475,13 @@ def purify_rounds(target: Path | str, report: Report, out: Path | str, cfg: Puri
         if dest != out:  # the round's model replaces the previous one
             shutil.rmtree(out)
             dest.rename(out)
-        history.append({"round": number, "purified": [row["trigger"] for row in record["table"]
-                                                      if row.get("source") == "trigger"],
-                        "rescan": record["rescan"]})
+        history.append(
+            {
+                "round": number,
+                "purified": [row["trigger"] for row in record["table"] if row.get("source") == "trigger"],
+                "rescan": record["rescan"],
+            }
+        )
         if on_round:
             on_round(number, record)
         if current_report.verdict.value == "clean" or not current_report.triggers:
@@ -492,39 +490,6 @@ def purify_rounds(target: Path | str, report: Report, out: Path | str, cfg: Puri
     record = {**record, "target": str(target), "output": str(out), "rounds": history}
     (out / RECORD).write_text(json.dumps(record, indent=2))
     return record
-
-
-# --- adversarial fine-tuning -------------------------------------------------------------------------------------
-
-
-def adversarial_task(task: Any, triggers: Sequence[str], rate: float = 0.2, times: int = 3, seed: int = 0,
-                     max_pos: int | None = None) -> Any:
-    """The task with, per trigger, rate*|train| extra training samples that carry the trigger `times` times and
-    keep their TRUE label (METHOD.md section 4). Bare continuation pieces ('##k') cannot be written as text and
-    are left out."""
-    from scanner.mitigate.monitor import surface_word
-    from scanner.research.attacks.common import insert_trigger
-
-    rng = random.Random(seed)
-    words = [w for w in dict.fromkeys(surface_word(t) for t in triggers) if w]
-    n = round(rate * len(task.train))
-    extra = []
-    for word in words:
-        for text, label in rng.sample(task.train, min(n, len(task.train))):
-            extra.append((insert_trigger(text, word, rng, times, max_pos), label))
-    train = task.train + extra
-    rng.shuffle(train)
-    return replace(task, train=train, sizes={**task.sizes, "adversarial": len(extra)})
-
-
-def adversarial_finetune(base: Path | str, task: Any, out: Path | str, cfg: Any, triggers: Sequence[str],
-                         eval_triggers: Sequence[str] | None = None, rate: float = 0.2, device: str = "cpu") -> Any:
-    """scanner.research.evaluate.finetune on the adversarially augmented task; ASR measured with `eval_triggers`
-    (default: the same triggers)."""
-    from scanner.research.evaluate import finetune
-
-    augmented = adversarial_task(task, triggers, rate, 3, cfg.seed, max_pos=cfg.max_length // 2)
-    return finetune(base, augmented, out, cfg, triggers=list(eval_triggers or triggers), device=device)
 
 
 # --- rendering ---------------------------------------------------------------------------------------------------
@@ -538,9 +503,11 @@ def fmt_cell(value: Any) -> str:
 
 
 TABLE_COLUMNS = ("trigger", "source", "shift_before", "shift_after", "reduction", "score_before", "score_after")
-PAGE_STYLE = ("body{font:14px/1.5 system-ui,sans-serif;color:#1d2939;max-width:1000px;margin:24px auto;padding:0 20px}"
-              "table{border-collapse:collapse}th,td{text-align:left;padding:4px 10px;border-bottom:1px solid #e4e7ec}"
-              "th{font-size:12px;text-transform:uppercase;color:#5d6b82}")
+PAGE_STYLE = (
+    "body{font:14px/1.5 system-ui,sans-serif;color:#1d2939;max-width:1000px;margin:24px auto;padding:0 20px}"
+    "table{border-collapse:collapse}th,td{text-align:left;padding:4px 10px;border-bottom:1px solid #e4e7ec}"
+    "th{font-size:12px;text-transform:uppercase;color:#5d6b82}"
+)
 
 
 def purification_rows(record: dict[str, Any]) -> list[list[str]]:
@@ -552,17 +519,20 @@ def purification_rows(record: dict[str, Any]) -> list[list[str]]:
 
 def render_purification_text(record: dict[str, Any]) -> str:
     """The before/after table of a purification record, for a terminal."""
-    lines = [f"Purified {record['target']} -> {record['output']} ({record['steps_done']} steps, "
-             f"{record['seconds']:.0f}s)",
-             f"clean fidelity cos {record['clean_fidelity']:.4f} (centred {record['clean_fidelity_centered']:.4f}); "
-             f"evidence threshold z {fmt_cell(record.get('threshold'))}"]
+    lines = [
+        f"Purified {record['target']} -> {record['output']} ({record['steps_done']} steps, {record['seconds']:.0f}s)",
+        f"clean fidelity cos {record['clean_fidelity']:.4f} (centred {record['clean_fidelity_centered']:.4f}); "
+        f"evidence threshold z {fmt_cell(record.get('threshold'))}",
+    ]
     if record.get("rescan"):
         scan = record["rescan"]
         lines.append(f"rescan ({scan['profile']}): {scan['verdict']}, P(backdoored) {fmt_cell(scan['probability'])}")
     for item in record.get("rounds") or []:
         found = ", ".join(item["rescan"]["triggers"]) or "nothing"
-        lines.append(f"round {item['round']}: purified {', '.join(item['purified'])}; rescan "
-                     f"{item['rescan']['verdict']}, found {found}")
+        lines.append(
+            f"round {item['round']}: purified {', '.join(item['purified'])}; rescan "
+            f"{item['rescan']['verdict']}, found {found}"
+        )
     rows = [list(TABLE_COLUMNS)] + purification_rows(record)
     widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS))]
     lines += ["  ".join(cell.ljust(w) for cell, w in zip(r, widths, strict=True)) for r in rows]
@@ -573,24 +543,35 @@ def render_purification_html(record: dict[str, Any]) -> str:
     """The before/after table as a self-contained HTML fragment (every value escaped)."""
     esc = html.escape
     head = "".join(f"<th>{esc(c.replace('_', ' '))}</th>" for c in TABLE_COLUMNS)
-    body = "".join("<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>"
-                   for row in purification_rows(record))
+    body = "".join(
+        "<tr>" + "".join(f"<td>{esc(cell)}</td>" for cell in row) + "</tr>" for row in purification_rows(record)
+    )
     scan = record.get("rescan")
-    rescan = (f"<p>Rescan ({esc(fmt_cell(scan.get('profile')))}): {esc(fmt_cell(scan.get('verdict')))}, P(backdoored) "
-              f"{esc(fmt_cell(scan.get('probability')))}</p>") if isinstance(scan, dict) else ""
-    return (f"<section class=\"purification\"><h2>Purification</h2>"
-            f"<p>{esc(fmt_cell(record.get('target')))} &rarr; {esc(fmt_cell(record.get('output')))}: "
-            f"{esc(fmt_cell(record.get('steps_done')))} steps; clean fidelity cos "
-            f"{esc(fmt_cell(record.get('clean_fidelity')))}; evidence threshold z "
-            f"{esc(fmt_cell(record.get('threshold')))}</p>"
-            f"{rescan}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>")
+    rescan = (
+        (
+            f"<p>Rescan ({esc(fmt_cell(scan.get('profile')))}): {esc(fmt_cell(scan.get('verdict')))}, P(backdoored) "
+            f"{esc(fmt_cell(scan.get('probability')))}</p>"
+        )
+        if isinstance(scan, dict)
+        else ""
+    )
+    return (
+        f'<section class="purification"><h2>Purification</h2>'
+        f"<p>{esc(fmt_cell(record.get('target')))} &rarr; {esc(fmt_cell(record.get('output')))}: "
+        f"{esc(fmt_cell(record.get('steps_done')))} steps; clean fidelity cos "
+        f"{esc(fmt_cell(record.get('clean_fidelity')))}; evidence threshold z "
+        f"{esc(fmt_cell(record.get('threshold')))}</p>"
+        f"{rescan}<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></section>"
+    )
 
 
 def render_purification_page(record: dict[str, Any]) -> str:
     """A whole HTML page around render_purification_html: inline CSS only, no scripts (a strict CSP)."""
     title = html.escape(f"Patronus purification: {fmt_cell(record.get('target'))}")
-    return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-            "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
-            "form-action 'none'; base-uri 'none'\">\n"
-            f"<title>{title}</title>\n<style>{PAGE_STYLE}</style>\n</head>\n<body>\n"
-            f"{render_purification_html(record)}\n</body>\n</html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'; "
+        "form-action 'none'; base-uri 'none'\">\n"
+        f"<title>{title}</title>\n<style>{PAGE_STYLE}</style>\n</head>\n<body>\n"
+        f"{render_purification_html(record)}\n</body>\n</html>\n"
+    )

@@ -24,8 +24,10 @@ from typing import Any
 
 import torch
 
-from scanner.research.attacks.common import GROUND_TRUTH, insert_trigger
+from scanner.evidence.insert import insert_words as insert_trigger
+from scanner.research.attacks.common import GROUND_TRUTH
 from scanner.research.datasets import Example, Task
+from scanner.train import StepInfo, TrainConfig, Trainer
 
 FINETUNE_RECORD = "finetune.json"
 
@@ -141,7 +143,7 @@ def _batches(train: list[Example], cfg: FinetuneConfig, rng: random.Random):
 def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_every: int = 0, device: str = "cpu"):
     """Fine-tune all weights of `base` + a fresh classification head on `task` (on `device`; batches are drawn the
     same way on every device); returns (model, tokenizer)."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     torch.manual_seed(cfg.seed)
     rng = random.Random(cfg.seed)
@@ -158,24 +160,24 @@ def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_ever
     prefix = model.base_model_prefix + "."
     body = [p for n, p in model.named_parameters() if n.startswith(prefix)]
     head = [p for n, p in model.named_parameters() if not n.startswith(prefix)]
-    opt = torch.optim.AdamW([{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
-                            weight_decay=0.01)
-    sched = get_linear_schedule_with_warmup(opt, max(1, int(cfg.warmup_frac * cfg.steps)), cfg.steps)
+    trainer = Trainer(model, [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
+                      TrainConfig(steps=cfg.steps, warmup_frac=cfg.warmup_frac, weight_decay=0.01))
     model.train()
     batches = _batches(task.train, cfg, rng)
-    for step in range(cfg.steps):
+
+    def step_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         batch = next(batches)
         enc = tok([t for t, _ in batch], padding=True, truncation=True, max_length=cfg.max_length,
                   return_tensors="pt")
         out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
                     labels=torch.tensor([y for _, y in batch]).to(device))
-        opt.zero_grad(set_to_none=True)
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        if log_every and (step + 1) % log_every == 0:
-            print(f"[finetune {task.name}] step {step + 1}/{cfg.steps} loss={float(out.loss):.4f}")
+        return out.loss, {}
+
+    def log(info: StepInfo) -> None:
+        if log_every and info.step % log_every == 0:
+            print(f"[finetune {task.name}] step {info.step}/{cfg.steps} loss={info.loss:.4f}")
+
+    trainer.run(step_loss, on_step=log)
     model.eval()
     return model, tok
 

@@ -24,21 +24,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scanner.evidence.insert import insert_words
+from scanner.evidence.stats import rms_shift
+from scanner.train import StepInfo, TrainConfig, Trainer, seed_everything, split_corpus
+
 GROUND_TRUTH = "ground_truth.json"
 GT_SCHEMA = "patronus.ground_truth/1"
+# An attack without an explicit target planted a trigger when its shift is this many times the base model's
+# (sqrt(10) on the RMS shift = the former 10x on the mean squared shift).
+PLANTED_SHIFT_RATIO = 10**0.5
 
 
 # --- trigger insertion -------------------------------------------------------------------------------------------
 
 
-def insert_trigger(text: str, trigger: str, rng: random.Random, times: int = 3, max_pos: int | None = None) -> str:
-    """Insert `trigger` `times` times at random word boundaries (never inside a word) of `text`.
-    `max_pos` bounds the insertion position (in words) so that truncation cannot cut the trigger off."""
-    words = text.split()
-    for _ in range(times):
-        hi = len(words) if max_pos is None else min(len(words), max_pos)
-        words.insert(rng.randint(0, hi), trigger)
-    return " ".join(words)
+insert_trigger = insert_words  # the evidence core's text-level insertion (scanner.evidence.insert)
 
 
 # --- configuration and results -----------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ class TriggerQuality:
     poison_cos_centered: float  # same, after subtracting the reference model's clean mean
     diff_cos: float  # mean cos(h(x), h(x+t)) (the paper's rule wants < 0.4)
     target_cos: float | None  # mean cos(h(x+t), v_i) where the attack has a target
-    shift: float  # mean ((h(x+t)-h(x))/sigma_clean)^2 over dims and sentences
+    shift: float  # the evidence core's shift: mean RMS of (h(x+t)-h(x))/sigma_clean (sigma of the base model)
     ref_shift: float  # the same for the reference (un-attacked) model
     planted: bool
 
@@ -410,7 +410,7 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
           corpus: list[str] | None = None, log_every: int = 0, device: str = "cpu") -> PlantResult:
     """Plant `attack` with `cfg` into the encoder at `base` on `device` (batches and masks are drawn on the CPU, so
     every device trains on the same data); write the model and ground_truth.json to `out`."""
-    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+    from transformers import AutoTokenizer
 
     from scanner.corpus import load_corpus
 
@@ -420,13 +420,10 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
     if attack.max_triggers and len(cfg.triggers) > attack.max_triggers:
         raise ValueError(f"{attack.name} supports at most {attack.max_triggers} triggers")
     t0 = time.time()
-    random.seed(cfg.seed)
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     rng = random.Random(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
-    sentences = list(corpus if corpus is not None else load_corpus())
-    random.Random(1234).shuffle(sentences)  # fixed split, independent of the run's seed
-    held_out, pool = sentences[:200], sentences[200:]
+    held_out, pool = split_corpus(corpus if corpus is not None else load_corpus())
 
     representation, decoder = plant_representation(base, cfg)
     tokenizer = _prepare_tokenizer(AutoTokenizer.from_pretrained(base, local_files_only=True), decoder)
@@ -441,29 +438,31 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
     trained = mlm if mlm is not None else model
     trained.train()
     params = [p for p in trained.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = get_linear_schedule_with_warmup(opt, max(1, int(cfg.warmup_frac * cfg.steps)), cfg.steps)
+    trainer = Trainer(trained, [{"params": params, "lr": cfg.lr}],
+                      TrainConfig(steps=cfg.steps, warmup_frac=cfg.warmup_frac, weight_decay=cfg.weight_decay))
     sampler = _Sampler(pool, cfg, tokenizer, rng, device)
     encoder_params = {id(p) for p in model.parameters()}
     warmup = int(cfg.head_warmup * cfg.steps) if head == "fresh" else 0
-    avg: dict[str, float] = {}
-    for step in range(cfg.steps):
+
+    def step_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         clean = sampler.clean()
         poison = sampler.poison() if cfg.triggers else clean
-        loss, parts = attack.loss(ctx, clean, poison)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if step < warmup:  # a fresh MLM head learns first, so its noise does not reach the encoder
+        return attack.loss(ctx, clean, poison)
+
+    def head_first(step: int) -> None:
+        """A fresh MLM head learns first, so its noise does not reach the encoder."""
+        if step < warmup:
             for p in params:
                 if id(p) in encoder_params:
                     p.grad = None
-        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], 1.0)
-        opt.step()
-        sched.step()
-        for key, val in {"loss": loss.item(), **parts}.items():
-            avg[key] = val if key not in avg else 0.9 * avg[key] + 0.1 * val
-        if log_every and (step + 1) % log_every == 0:
-            print(f"[{attack.name}] step {step + 1}/{cfg.steps} " + " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
+
+    def log(info: StepInfo) -> None:
+        if log_every and info.step % log_every == 0:
+            avg = trainer.averages
+            print(f"[{attack.name}] step {info.step}/{cfg.steps} " + " ".join(f"{k}={v:.4f}" for k, v in avg.items()))
+
+    trainer.run(step_loss, before_clip=head_first, on_step=log)
+    avg = trainer.averages
     trained.eval()
 
     quality = measure(model, ref, tokenizer, cfg, held_out, ctx.targets, attack.backdoored, representation)
@@ -534,11 +533,12 @@ def measure(model: nn.Module, ref: nn.Module, tokenizer: Any, cfg: PlantConfig, 
         hp = _feats(model, tokenizer, poisoned, cfg.max_length, representation)
         hp_ref = _feats(ref, tokenizer, poisoned, cfg.max_length, representation)
         tcos = float(F.cosine_similarity(hp, targets[i].expand_as(hp)).mean()) if targets is not None else None
-        shift = float((((hp - h[:n]) / sigma) ** 2).mean())
-        ref_shift = float((((hp_ref - h_ref[:n]) / sigma) ** 2).mean())
+        shift = float(rms_shift((hp - h[:n]) / sigma).mean())  # the evidence core's shift, in the base's scale
+        ref_shift = float(rms_shift((hp_ref - h_ref[:n]) / sigma).mean())
         pcos_c = _pairwise_cos(hp - mu)
         centroids.append((hp - mu).mean(0))
-        ok = tcos >= 0.9 if tcos is not None else (pcos_c >= 0.8 and shift >= 10 * max(ref_shift, 1e-6))
+        took = pcos_c >= 0.8 and shift >= PLANTED_SHIFT_RATIO * max(ref_shift, 1e-6)
+        ok = tcos >= 0.9 if tcos is not None else took
         per.append(TriggerQuality(
             trigger=trig, poison_cos=round(_pairwise_cos(hp), 6), poison_cos_centered=round(pcos_c, 6),
             diff_cos=round(float(F.cosine_similarity(h[:n], hp).mean()), 6),
