@@ -27,7 +27,7 @@ from web.security import SECURITY_HEADERS, GuardMiddleware
 
 log = logging.getLogger(__name__)
 
-DOCS = """{% extends "_layout.html" %}{% block title %}Patronus API{% endblock %}{% block content %}
+DOCS = """{% extends "_web.html" %}{% block title %}Patronus API{% endblock %}{% block content %}
 <h1>Patronus API <span class="muted">{{ version }}</span></h1>
 <p>The machine-readable contract: <a href="{{ openapi_url }}">{{ openapi_url }}</a> (OpenAPI 3).</p>
 {% for op in operations %}<div class="box"><h2 class="mono">{{ op.method }} {{ op.path }}</h2>
@@ -45,7 +45,7 @@ def _problem(request: Request, status: int, detail: Any, headers: dict[str, str]
     page = (
         pages.environment()
         .from_string(
-            '{% extends "_layout.html" %}{% block content %}<h1>{{ status }}</h1><p>{{ detail }}</p>{% endblock %}'
+            '{% extends "_web.html" %}{% block content %}<h1>{{ status }}</h1><p>{{ detail }}</p>{% endblock %}'
         )
         .render(status=status, detail=detail, engine_version="")
     )

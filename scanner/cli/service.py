@@ -40,8 +40,11 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     settings = _settings()
     _auto_migrate(settings)
     click.echo(f"patronus: serving on http://{host}:{port} (database {_redact(settings.database_url)})", err=True)
+    from web.server import MAX_HEAD_BYTES, GuardedH11Protocol
+
     uvicorn.run("web.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level,
-                proxy_headers=True)
+                proxy_headers=True, http=GuardedH11Protocol, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+                limit_concurrency=1000, timeout_keep_alive=5)
 
 
 @click.command()

@@ -338,8 +338,18 @@ class LiveServer:
     def __init__(self, app) -> None:
         import uvicorn
 
+        from web.server import MAX_HEAD_BYTES, GuardedH11Protocol
+
         self.server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", limit_concurrency=200)
+            uvicorn.Config(
+                app,
+                host="127.0.0.1",
+                port=0,
+                log_level="warning",
+                limit_concurrency=200,
+                http=GuardedH11Protocol,
+                h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+            )
         )
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

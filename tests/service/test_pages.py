@@ -28,7 +28,7 @@ from scanner.report import (
     Trigger,
     Verdict,
 )
-from tasks.scan import findings_of
+from tasks.lifecycle import findings_of
 from web.app import create_app
 
 pytestmark = pytest.mark.service
