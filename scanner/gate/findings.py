@@ -115,7 +115,6 @@ class Finding:
     fails: bool = False
     exit_code: int = 0  # what a failing finding asks for
     suppressed_by: str | None = None  # the suppression's reason, when suppressed
-    fingerprint: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -512,12 +512,12 @@ def _apply_suppressions(result: GateResult, options: GateOptions) -> None:
 
 
 def update_lock(result: GateResult, lock: LockFile) -> list[str]:
-    """Record every model the gate has a report for; returns the keys written. Entries of models no longer
-    adopted are dropped."""
+    """Record every model the gate has a finished scan of; returns the keys written. Entries of models no longer
+    adopted (or whose scan failed) are dropped."""
     keep: dict[str, LockEntry] = {}
     for model in result.models:
-        if model.report is None:
-            continue
+        if model.report is None or model.report.verdict is Verdict.ERROR:
+            continue  # a failed scan approves nothing: `gate --locked` keeps failing it
         report = model.report
         entry = LockEntry(
             model=model.model,

@@ -55,3 +55,12 @@ def test_local_folder_files_changed_is_drift(hub, sample: Path, cli) -> None:
     (folder / "vocab.txt").write_bytes(b"[PAD]\n[UNK]\nswapped\n")
     result = cli("gate", "app/mine.py", "--locked")
     assert result.code == 1 and "vocab.txt" in result.stdout
+
+
+def test_nothing_scannable_exits_3_and_is_not_locked(hub, sample: Path, cli) -> None:
+    hub.add_repo("acme/empty", {"config.json": b'{"model_type": "bert"}'})
+    (sample / "models.txt").write_text("acme/empty@main\n")
+    result = cli("lock", "app/classify.py")
+    assert result.code == 3
+    assert set(read_lock(sample / "patronus.lock").entries) == {"acme/classifier@v1"}
+    assert cli("gate", "app/classify.py", "--locked").code == 1  # acme/empty: not in patronus.lock
