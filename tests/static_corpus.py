@@ -86,15 +86,18 @@ def cmd(marker: Path) -> str:
     return f"touch {marker}"
 
 
-def frame_differential(marker: Path) -> bytes:
-    """Issue 12: a BINBYTES whose length runs past the FRAME end. pickletools reads the frame tail as bytes and
-    then `0 N .` (POP, NONE, STOP); the C unpickler drops the frame tail, reads the bytes from after the frame
-    and then runs `GLOBAL os system` + REDUCE."""
-    tail = b"0N."  # what pickletools sees after the bytes (and what the C unpickler takes as data)
+def frame_differential(marker: Path, opcode: bytes = b"X") -> bytes:
+    """Issue 12: a counted argument whose length runs past the FRAME end. pickletools reads the frame tail as
+    the argument and then `0 N .` (POP, NONE, STOP). The C unpickler (pickle.load, torch.load) drops the frame
+    tail for a BINUNICODE (`X`, read with _Unpickler_Read), takes the bytes after the frame as the argument and
+    then runs `GLOBAL os system` + REDUCE; the pure-Python unpickler raises. (For BINBYTES, `B`, the C
+    unpickler reads the data with ReadInto, linearly: pickletools and C agree and only pickle._Unpickler
+    disagrees, still a finding.)"""
+    tail = b"0N."  # what pickletools sees after the argument (and what the C unpickler takes as data)
     hidden = b"0" + hp.glob("os", "system") + MARK + hp.text(cmd(marker)) + TUPLE + REDUCE + STOP
     k = len(tail)
     n = k + 8
-    frame_body = b"N" + b"B" + struct.pack("<I", n) + b"\x00" * k
+    frame_body = b"N" + opcode + struct.pack("<I", n) + b"\x00" * k
     after = b"\x00" * (n - k) + tail + hidden  # C: n data bytes = zeros + tail; then `hidden`
     return P(4) + b"\x95" + struct.pack("<Q", len(frame_body)) + frame_body + after
 
@@ -126,6 +129,31 @@ def crc_mismatch_zip(payload: bytes) -> bytes:
             raw[central + 16 : central + 20] = bad
         offset = central + 4
     return bytes(raw)
+
+
+class _Reducer:
+    """Pickles as `os.system(command)` (pickling only names the function; nothing runs)."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        import os
+
+        return os.system, (self.command,)
+
+
+def joblib_object_array(marker: Path) -> bytes:
+    """joblib.dump of an object array whose element reduces to os.system: joblib writes the array as a nested
+    pickle after the wrapper's BUILD, and NumpyUnpickler pickle.load()s it."""
+    import joblib
+    import numpy as np
+
+    array = np.empty(1, dtype=object)
+    array[0] = _Reducer(cmd(marker))
+    buffer = io.BytesIO()
+    joblib.dump({"w": np.arange(3.0), "o": array}, buffer)
+    return buffer.getvalue()
 
 
 def npy_object(payload: bytes) -> bytes:
@@ -470,7 +498,11 @@ def build_corpus(root: Path) -> list[Sample]:
         "ext1": (hp.extension_code(), "2025 bypass: EXT1 copyreg"),
         "ext2": (P(2) + b"\x83\x01\x01" + EMPTY_TUPLE + REDUCE + STOP, "2025 bypass: EXT2 copyreg"),
         "ext4": (P(2) + b"\x84\x01\x00\x01\x00" + EMPTY_TUPLE + REDUCE + STOP, "2025 bypass: EXT4 copyreg"),
-        "frame-differential": (frame_differential(marker), "issue 12: BINBYTES across a FRAME end"),
+        "frame-differential": (frame_differential(marker), "issue 12: BINUNICODE across a FRAME end"),
+        "frame-differential-binbytes": (
+            frame_differential(marker, b"B"),
+            "issue 12: BINBYTES across a FRAME end (pure-Python unpickler disagrees)",
+        ),
         "second-pickle": (P(2) + EMPTY_DICT + STOP + os_payload, "modelscan: payload in a second pickle"),
     }
     for name, (payload, source) in variants.items():
@@ -519,7 +551,7 @@ def build_corpus(root: Path) -> list[Sample]:
         "torch-tar-legacy": ({"pytorch_model.bin": hp.legacy_tar(os_payload)}, "picklescan: pre-1.0 tar"),
         "pickle-named-onnx": ({"model.onnx": os_payload}, "issue 12: a pickle named model.onnx"),
         "pickle-named-safetensors": ({"model.safetensors": os_payload}, "ModelAudit: extension mismatch"),
-        "pickle-named-json": ({"config.json": b"{}", "weights.json": os_payload}, "extension mismatch (text)"),
+        "pickle-named-json": ({"weights.json": os_payload, "config.json": b"{}"}, "extension mismatch (text)"),
         "pickle-unknown-extension": ({"model.weights": os_payload}, "CVE-2025-10155 (extension bypass)"),
         "protocol0-sav": (
             {"model.sav": call_pickle("os", "system", c, protocol=0)},
@@ -563,6 +595,14 @@ def build_corpus(root: Path) -> list[Sample]:
     }
     for name, (files, source) in containers.items():
         add(f"container-{name}", True, "containers", source, files)
+
+    add(
+        "joblib-object-array-payload",
+        True,
+        "containers",
+        "ModelAudit: joblib object array (nested pickle.load)",
+        {"model.joblib": joblib_object_array(marker)},
+    )
 
     # 4. other formats
     add(
@@ -735,8 +775,10 @@ def _benign_builders(root: Path) -> dict[str, tuple[Callable[[], dict[str, bytes
 
         model = LogisticRegression().fit(np.array([[0.0], [1.0], [2.0], [3.0]]), np.array([0, 0, 1, 1]))
         buffer = io.BytesIO()
-        joblib.dump(model, buffer)
-        return {"model.joblib": buffer.getvalue()}
+        joblib.dump({"model": model, "labels": np.array(["a", None], dtype=object)}, buffer)
+        compressed = io.BytesIO()
+        joblib.dump(model, compressed, compress=3)
+        return {"model.joblib": buffer.getvalue(), "model_compressed.joblib": compressed.getvalue()}
 
     def quantized() -> dict[str, bytes]:
         q = torch.quantize_per_tensor(torch.tensor([1.0, 2.0]), 0.1, 0, torch.qint8)

@@ -45,18 +45,25 @@ class Window:
     reads a stream without `peek` (torch.load hands it a BytesIO):
 
     the unpickler holds one buffer. Outside a FRAME it reads exactly what an opcode needs; a FRAME loads the
-    frame's bytes into the buffer, and opcodes are then served from it. An argument (or a text line) that does
-    not fit in the rest of the buffer makes the C unpickler *drop* the rest of the frame and read the argument
-    from the bytes after the frame, while `pickletools` (and the pure-Python unpickler, which raises instead)
-    read on linearly. `frames=True` follows the C unpickler and records every dropped span in `divergences`;
-    `frames=False` reads linearly. Reads are capped so length fields cannot force huge allocations; positions
-    are absolute (what pickletools.genops reports).
+    frame's bytes into the buffer, and opcodes are then served from it. An opcode or argument (or a text line)
+    that does not fit in the rest of the buffer makes the C unpickler *drop* the rest of the frame and read it
+    from the bytes after the frame (`_Unpickler_Read`), while `pickletools` reads on linearly and the
+    pure-Python unpickler raises. Only the data of BINBYTES/SHORT_BINBYTES/BINBYTES8/BYTEARRAY8 is read with
+    `_Unpickler_ReadInto`, which uses the buffered bytes first (linear, like pickletools; the pure-Python
+    unpickler still raises): `arm_readinto` marks that read. `frames=True` follows the C unpickler and records
+    every disagreement in `divergences`; `frames=False` reads linearly. Reads are capped so length fields
+    cannot force huge allocations; positions are absolute (what pickletools.genops reports).
     """
 
     def __init__(self, raw: IO[bytes], start: int, end: int, *, frames: bool = True) -> None:
         self.raw, self.pos, self.end, self.frames = raw, start, end, frames
         self.buf_end = start  # end of the bytes the C unpickler holds in its buffer
         self.divergences: list[str] = []
+        self._reads_before_readinto: int | None = None
+
+    def arm_readinto(self) -> None:
+        """The opcode being read is a counted bytes opcode: its second read (the data) is a ReadInto."""
+        self._reads_before_readinto = 1
 
     def _drop_buffer(self, why: str) -> None:
         self.divergences.append(
@@ -67,8 +74,17 @@ class Window:
 
     def read(self, n: int | None = -1) -> bytes:
         want = self.end - self.pos if n is None or n < 0 else n
+        readinto = self._reads_before_readinto == 0
+        if self._reads_before_readinto is not None:
+            self._reads_before_readinto = None if readinto else self._reads_before_readinto - 1
         if self.frames and self.pos < self.buf_end < self.pos + want:
-            self._drop_buffer(f"a {want:,}-byte argument crosses the frame end")
+            if readinto:
+                self.divergences.append(
+                    f"a {want:,}-byte bytes argument at byte {self.pos:,} crosses the frame end (the C unpickler "
+                    "reads on, the pure-Python unpickler raises)"
+                )
+            else:
+                self._drop_buffer(f"a {want:,}-byte read crosses the frame end")
         want = min(want, self.end - self.pos)
         if want > LIMITS.max_arg_bytes:
             raise ScanBoundError(f"a {want:,}-byte read exceeds the {LIMITS.max_arg_bytes:,}-byte argument bound")

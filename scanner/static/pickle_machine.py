@@ -10,6 +10,8 @@ reported (see `walk_both`).
 from __future__ import annotations
 
 import pickletools
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, Any, cast
 
@@ -32,11 +34,12 @@ class GlobalRef:
         return f"{self.module}.{self.name}"
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class Instance:
-    """The result of calling `ref` (an object of that class, or what the function returned)."""
+    """The result of calling `ref` (an object of that class, or what the function returned) with `args`."""
 
     ref: GlobalRef
+    args: Any = None
 
 
 class _Opaque:
@@ -169,11 +172,11 @@ class _Machine:
         for item in op.stack_after:
             self.stack.append(MARK if item is pickletools.markobject else OPAQUE)
 
-    def _call(self, func: Any) -> Any:
+    def _call(self, func: Any, args: Any = None) -> Any:
         """The loader calls `func`; returns what the scan pushes for the result."""
         if isinstance(func, GlobalRef):
             self.walk.calls.append(func)
-            return Instance(func)
+            return Instance(func, args)
         self.walk.computed_calls += 1
         return OPAQUE
 
@@ -201,9 +204,9 @@ class _Machine:
         self.stack.append(self._call(items[0]))
 
     def op_REDUCE(self, op: pickletools.OpcodeInfo, arg: None) -> None:
-        self.pop()  # args
+        args = self.pop()
         func = self.pop()
-        self.stack.append(self._call(func))
+        self.stack.append(self._call(func, args))
 
     def op_NEWOBJ(self, op: pickletools.OpcodeInfo, arg: None) -> None:
         self.pop()
@@ -218,12 +221,60 @@ class _Machine:
 
     def op_BUILD(self, op: pickletools.OpcodeInfo, arg: None) -> None:
         """obj.__setstate__(state) when the class defines it (else a dict update): a call of the class's code."""
-        self.pop()
+        state = self.pop()
         target = self.top()
         if isinstance(target, Instance):
             self.walk.calls.append(target.ref)
+            if target.ref.qualname in _JOBLIB_WRAPPERS:
+                self._joblib_array(state)
         elif isinstance(target, GlobalRef):
             self.walk.calls.append(target)
+
+    def _joblib_array(self, state: Any) -> None:
+        """joblib writes each array's bytes into the stream right after its wrapper's BUILD (read by
+        NumpyUnpickler from the file): skip raw data, walk the nested pickle of an object array."""
+        if not isinstance(state, dict):
+            raise MalformedPickle("joblib array wrapper without a state dict")
+        dtype, shape = state.get("dtype"), state.get("shape")
+        code = dtype.args[0] if isinstance(dtype, Instance) and isinstance(dtype.args, tuple) and dtype.args else None
+        if not isinstance(code, str) or not isinstance(shape, tuple) or not all(type(d) is int for d in shape):
+            raise MalformedPickle("joblib array wrapper with an unmodelled dtype or shape")
+        if code.startswith("O"):
+            nested = walk_pickle(self.window)  # pickle.load of the object array (an unrestricted unpickler)
+            self.walk.globals += nested.globals
+            self.walk.calls += nested.calls
+            self.walk.unresolved += nested.unresolved
+            self.walk.computed_calls += nested.computed_calls
+            if not nested.complete:
+                raise MalformedPickle(f"joblib object array: {nested.error or nested.bound}")
+            return
+        if state.get("numpy_array_alignment_bytes"):
+            pad = self.window.read(1)
+            if len(pad) != 1 or not self.window.skip(pad[0]):
+                raise MalformedPickle("joblib array padding truncated")
+        match = re.fullmatch(r"[<>|=]?([a-zA-Z])(\d+)", code)
+        if match is None:
+            raise MalformedPickle(f"joblib array dtype {code!r} not modelled")
+        width = int(match.group(2)) * (4 if match.group(1) == "U" else 1)
+        count = 1
+        for dim in shape:
+            count *= dim
+        if not self.window.skip(count * width):
+            raise MalformedPickle("joblib array data truncated")
+
+    def op_EMPTY_DICT(self, op: pickletools.OpcodeInfo, arg: None) -> None:
+        self.stack.append({})
+
+    def op_DICT(self, op: pickletools.OpcodeInfo, arg: None) -> None:
+        items = self.pop_mark()
+        self.stack.append(self._dict_set({}, items))
+
+    @staticmethod
+    def _dict_set(target: dict[Any, Any], items: list[Any]) -> dict[Any, Any]:
+        for key, value in zip(items[::2], items[1::2], strict=False):
+            if isinstance(key, str | int | bool | type(None)):
+                target[key] = value
+        return target
 
     def op_STACK_GLOBAL(self, op: pickletools.OpcodeInfo, arg: None) -> None:
         name, module = self.pop(), self.pop()
@@ -294,17 +345,21 @@ class _Machine:
             self.walk.calls.append(target.ref)
 
     def op_SETITEM(self, op: pickletools.OpcodeInfo, arg: None) -> None:
-        self.pop()
-        self.pop()
+        value = self.pop()
+        key = self.pop()
         target = self.top()
         if isinstance(target, Instance):
             self.walk.calls.append(target.ref)  # __setitem__ of the object's class
+        elif isinstance(target, dict):
+            self._dict_set(target, [key, value])
 
     def op_SETITEMS(self, op: pickletools.OpcodeInfo, arg: None) -> None:
-        self.pop_mark()
+        items = self.pop_mark()
         target = self.top()
         if isinstance(target, Instance):
             self.walk.calls.append(target.ref)
+        elif isinstance(target, dict):
+            self._dict_set(target, items)
 
     def op_PERSID(self, op: pickletools.OpcodeInfo, arg: str) -> None:
         self.walk.persistent_ids.append(arg)
@@ -330,6 +385,29 @@ def _split_pair(arg: str) -> tuple[str, str]:
     return module, name
 
 
+_JOBLIB_WRAPPERS = frozenset({"joblib.numpy_pickle.NumpyArrayWrapper"})
+_READINTO_OPS = frozenset({"BINBYTES", "SHORT_BINBYTES", "BINBYTES8", "BYTEARRAY8"})
+_CODE2OP = {op.code.encode("latin-1"): op for op in pickletools.opcodes}
+
+
+def _genops(window: Window) -> Iterator[tuple[pickletools.OpcodeInfo, Any]]:
+    """pickletools.genops, reading each argument the way the C unpickler does (see Window)."""
+    while True:
+        pos = window.tell()
+        code = window.read(1)
+        op = _CODE2OP.get(code)
+        if op is None:
+            raise ValueError(
+                "pickle exhausted before seeing STOP" if not code else f"at position {pos}, opcode {code!r} unknown"
+            )
+        if op.name in _READINTO_OPS:
+            window.arm_readinto()
+        arg = None if op.arg is None else op.arg.reader(cast(IO[bytes], window))
+        yield op, arg
+        if op.name == "STOP":
+            return
+
+
 def walk_pickle(window: Window) -> PickleWalk:
     """Walk one pickle from the window's position to its STOP; never raises for bad input."""
     walk = PickleWalk(start=window.tell())
@@ -338,7 +416,7 @@ def walk_pickle(window: Window) -> PickleWalk:
     window.end = min(outer_end, walk.start + LIMITS.max_pickle_bytes)
     first_divergence = len(window.divergences)
     try:
-        for op, arg, _pos in pickletools.genops(cast(IO[bytes], window)):
+        for op, arg in _genops(window):
             walk.opcodes += 1
             if walk.opcodes > LIMITS.max_opcodes:
                 raise ScanBoundError(f"more than {LIMITS.max_opcodes:,} opcodes in one pickle")
