@@ -139,7 +139,12 @@ def queue_size(settings: Settings | None = None) -> int | None:
     settings = settings or get_settings()
     with app.connection_for_read() as conn:
         conn.ensure_connection(max_retries=1, timeout=5)
-        _, count, _ = conn.default_channel.queue_declare(queue=settings.gpu_queue, passive=True)
+        try:
+            _, count, _ = conn.default_channel.queue_declare(queue=settings.gpu_queue, passive=True)
+        except Exception as exc:  # redis: an empty queue has no key; amqp: NotFound (404) when never declared
+            if "NOT_FOUND" in str(exc) or getattr(exc, "code", None) == 404:
+                return 0
+            raise
         return int(count)
 
 

@@ -458,7 +458,7 @@ def test_hub_supplied_strings_are_validated_and_bounded(make_settings, sessions,
     config = json.loads(files["config.json"])
     config["model_type"] = "bert"
     files["config.json"] = json.dumps(config).encode()
-    bases = ["org/base-%d" % i for i in range(3000)] + ["x" * 600, "foo--bar", "a\u0000b"]
+    bases = [f"org/base-{i}" for i in range(3000)] + ["x" * 600, "foo--bar", "a\u0000b"]
     hub.add_repo(
         "org/hostile-card",
         files,
