@@ -483,7 +483,7 @@ def test_text_neutralises_terminal_escapes() -> None:
 
 
 def test_formats_registry_and_write(tmp_path: Path) -> None:
-    assert set(FORMATS) == {"text", "json", "sarif", "html"}
+    assert set(FORMATS) == {"text", "json", "sarif", "html", "cyclonedx"}
     report = backdoored()
     for fmt in FORMATS:
         target = tmp_path / "out" / f"report.{fmt}"

@@ -8,12 +8,13 @@ import click
 
 from scanner.cli.exit_codes import ExitCode, for_report
 from scanner.cli.options import FAIL_LEVELS, parse_size
+from scanner.report import FORMATS
 
 
 @click.command()
 @click.argument("target")
 @click.option("--revision", help="Branch, tag or commit of a hub repo (resolved to a commit sha).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json", "sarif", "html", "cyclonedx"]), default="text",
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text",
               show_default=True, help="Report format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
 @click.option("--fail-on", type=click.Choice(FAIL_LEVELS), default="high", show_default=True,
@@ -57,15 +58,7 @@ def scan(target: str, revision: str | None, fmt: str, output: Path | None, fail_
     progress.close()
     try:
         extras = report_extras(report)
-        if fmt == "cyclonedx":  # CycloneDX 1.6 ML-BOM (scanner/report/cyclonedx.py)
-            from scanner.report.cyclonedx import render_cyclonedx
-            from scanner.report.output import atomic_write
-
-            text = render_cyclonedx(report)
-            if output is not None:
-                atomic_write(output, text)
-        else:
-            text = write_report(report, fmt, output, extras)
+        text = write_report(report, fmt, output, extras)
     except OSError as exc:
         click.echo(f"error: cannot write report to {output}: {exc}", err=True)
         return ExitCode.FAILED

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from scanner.errors import UsageError
+from scanner.report.cyclonedx import render_cyclonedx
 from scanner.report.html import render_html
 from scanner.report.sarif import render_sarif
 from scanner.report.schema import (
@@ -38,7 +39,7 @@ __all__ = [
     "NO_EXTRAS", "FORMATS", "render", "render_html", "render_sarif", "render_text",
 ]
 
-FORMATS = ("text", "json", "sarif", "html")
+FORMATS = ("text", "json", "sarif", "html", "cyclonedx")
 
 
 _RENDERERS: dict[str, Callable[[Report, ReportExtras], str]] = {
@@ -46,6 +47,7 @@ _RENDERERS: dict[str, Callable[[Report, ReportExtras], str]] = {
     "json": lambda report, extras: report.to_json(),
     "sarif": lambda report, extras: render_sarif(report),
     "html": render_html,
+    "cyclonedx": lambda report, extras: render_cyclonedx(report),
 }
 
 
