@@ -492,7 +492,7 @@ def test_formats_registry_and_write(tmp_path: Path) -> None:
         assert target.read_text(encoding="utf-8").endswith("\n")
     assert write_report(report, "json", None) == report.to_json()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "report.html", "report.json", "report.sarif", "report.text"]  # no temporary files left behind
+        "report.cyclonedx", "report.html", "report.json", "report.sarif", "report.text"]  # no temporary files left
 
 
 def test_write_report_unknown_format(tmp_path: Path) -> None:
