@@ -18,6 +18,8 @@ from scanner import formats
 from scanner.config import ScanConfig
 from scanner.pipeline import scan
 from scanner.report import FileStatus, Severity
+from scanner.report.sarif import render_sarif
+from scanner.report.text import render_text
 from scanner.static import scan_file, scan_snapshot, static_severity
 
 try:
@@ -149,6 +151,12 @@ def test_hub_target_scans_the_pickle_beside_safetensors_and_shows_the_hub_verdic
     assert "hub-disagreement" in checks(by_path["model.safetensors"])  # the hub says unsafe, we said safe
     assert by_path["start.bat"].rule == "PAT009"  # never downloaded, judged by its name
     assert report.severity is Severity.CRITICAL
+    text = render_text(report)
+    assert "Hub security: the hub judged 2 file(s); 1 disagreement(s)" in text
+    assert "!! model.safetensors: hub unsafe" in text
+    sarif = json.loads(render_sarif(report))
+    properties = [r["properties"] for r in sarif["runs"][0]["results"] if "hub_security" in r["properties"]]
+    assert {p["hub_security"]["verdict"] for p in properties} == {"unsafe"}
 
 
 # --------------------------------------------------------------------------------------------------- policy

@@ -79,7 +79,9 @@ def _file_issue(finding: FileFinding) -> Issue | None:
     return Issue(rule=rule_id, kind=kind, severity=severity, location=finding.path,
                  message=f"{finding.path} ({finding.format}) is {status.value}: "
                          f"{finding.reason or 'no reason given'}.{globs}",
-                 details={"format": finding.format, "status": status.value, "globals": list(finding.globals)})
+                 details={"format": finding.format, "status": status.value, "globals": list(finding.globals),
+                          **({"checks": list(finding.checks)} if finding.checks else {}),
+                          **({"hub_security": finding.hub_security} if finding.hub_security else {})})
 
 
 def _skip_issue(report: Report, skip: Skipped) -> Issue:

@@ -139,8 +139,24 @@ def _text_serialization(report: Report) -> list[str]:
     lines = [f"Serialization: {len(files)} file(s) checked, worst = {report.serialization.worst_status.value}"]
     for finding in problems:
         globs = f"; globals: {', '.join(visible(g) for g in finding.globals)}" if finding.globals else ""
-        lines.append(f"  {finding.status.upper():<10} {visible(finding.path)} ({visible(finding.format)}): "
+        hub = f" [hub: {visible(finding.hub_security.get('verdict', '?'))}]" if finding.hub_security else ""
+        lines.append(f"  {finding.status.upper():<10} {visible(finding.path)} ({visible(finding.format)}){hub}: "
                      f"{visible(finding.reason)}{globs}")
+    lines += _text_hub_security(files)
+    return lines
+
+
+def _text_hub_security(files: list) -> list[str]:
+    """The hub's own per-file verdicts beside ours; a disagreement is marked."""
+    judged = [f for f in files if f.hub_security]
+    if not judged:
+        return []
+    disagree = [f for f in judged if any(c.get("check") == "hub-disagreement" for c in f.checks)]
+    lines = [f"Hub security: the hub judged {len(judged)} file(s); {len(disagree)} disagreement(s) with this scan"]
+    for finding in judged:
+        mark = "!! " if finding in disagree else "   "
+        lines.append(f"  {mark}{visible(finding.path)}: hub {visible(finding.hub_security.get('verdict', '?'))}, "
+                     f"patronus {visible(finding.status)}")
     return lines
 
 
