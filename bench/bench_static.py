@@ -11,7 +11,8 @@ bench/RESULTS.md (other sections are left as they are). No sample is ever execut
 touch the corpus' marker file, checked at the end.
 
 Create the peers' venv once:
-    python -m venv .cache/peers-venv && .cache/peers-venv/bin/pip install picklescan modelscan fickling typing_extensions
+    python -m venv .cache/peers-venv
+    .cache/peers-venv/bin/pip install picklescan modelscan fickling typing_extensions
 """
 
 from __future__ import annotations
@@ -104,6 +105,19 @@ def run_fickling(venv: Path, path: Path, report: Path) -> tuple[str, float, str]
     if "Traceback" in out or code not in (0, 1):
         return "skipped", seconds, f"exit {code}: {out.strip().splitlines()[-1][:80] if out.strip() else ''}"
     return ("caught" if code == 1 else "safe"), seconds, f"exit {code}"
+
+
+def run_peers(venv: Path, sample: object, tmp: Path) -> dict[str, dict]:
+    """picklescan and modelscan on the sample's folder, fickling on its main file."""
+    folder, main_file, name = sample.folder, sample.path, sample.name  # type: ignore[attr-defined]
+    results = {}
+    for tool, outcome in (
+        ("picklescan", run_picklescan(venv, folder)),
+        ("modelscan", run_modelscan(venv, folder, tmp / f"{name}.modelscan.json")),
+        ("fickling", run_fickling(venv, main_file, tmp / f"{name}.fickling.json")),
+    ):
+        results[tool] = {"outcome": outcome[0], "seconds": round(outcome[1], 4), "detail": outcome[2]}
+    return results
 
 
 def tabulate(rows: list[dict], tools: tuple[str, ...]) -> list[dict]:
@@ -213,21 +227,7 @@ def main(argv: list[str] | None = None) -> int:
             outcome, seconds, detail = run_patronus(sample.folder, Path(tmp) / f"{sample.name}.patronus.json")
             results["patronus"] = {"outcome": outcome, "seconds": round(seconds, 4), "detail": detail}
             if peers:
-                for tool, run in (
-                    ("picklescan", lambda: run_picklescan(args.peers_venv, sample.folder)),
-                    (
-                        "modelscan",
-                        lambda: run_modelscan(
-                            args.peers_venv, sample.folder, Path(tmp) / f"{sample.name}.modelscan.json"
-                        ),
-                    ),
-                    (
-                        "fickling",
-                        lambda: run_fickling(args.peers_venv, sample.path, Path(tmp) / f"{sample.name}.fickling.json"),
-                    ),
-                ):
-                    outcome, seconds, detail = run()
-                    results[tool] = {"outcome": outcome, "seconds": round(seconds, 4), "detail": detail}
+                results.update(run_peers(args.peers_venv, sample, Path(tmp)))
             rows.append(
                 {
                     "name": sample.name,
