@@ -3,6 +3,7 @@ report's severity. Text, SARIF, HTML, CycloneDX and the database's findings all 
 
 from __future__ import annotations
 
+from scanner import formats
 from scanner.report.schema import (
     FileFinding,
     FileStatus,
@@ -39,7 +40,8 @@ def verdict_for(probability: float) -> tuple[Verdict, Severity]:
 def primary_file(report: Report) -> str:
     """The file a model-level finding points at: the first weight file, else config.json."""
     names = report.model.files or [f.path for f in report.serialization.files]
-    return next((name for name in names if name.lower().endswith(WEIGHT_SUFFIXES)), "config.json")
+    return next((name for name in names if name.lower().endswith(WEIGHT_SUFFIXES) or formats.is_weight_bearing(name)),
+                "config.json")
 
 
 def _behavioural_severity(report: Report) -> Severity:
