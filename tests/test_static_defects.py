@@ -18,6 +18,7 @@ from scanner import formats
 from scanner.config import ScanConfig
 from scanner.pipeline import scan
 from scanner.report import FileStatus, Severity
+from scanner.report.html import render_html
 from scanner.report.sarif import render_sarif
 from scanner.report.text import render_text
 from scanner.static import scan_file, scan_snapshot, static_severity
@@ -157,6 +158,7 @@ def test_hub_target_scans_the_pickle_beside_safetensors_and_shows_the_hub_verdic
     sarif = json.loads(render_sarif(report))
     properties = [r["properties"] for r in sarif["runs"][0]["results"] if "hub_security" in r["properties"]]
     assert {p["hub_security"]["verdict"] for p in properties} == {"unsafe"}
+    assert "Hub security scan: unsafe" in render_html(report)
 
 
 # --------------------------------------------------------------------------------------------------- policy

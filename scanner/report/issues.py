@@ -78,6 +78,8 @@ def _file_issue(finding: FileFinding) -> Issue | None:
         return None
     kind = IssueKind.SERIALIZATION if rule_id in ("PAT002", "PAT003") else IssueKind.REPO_FILE
     globs = f" Globals: {', '.join(finding.globals)}." if finding.globals else ""
+    if finding.hub_security:  # the hub's own verdict, beside ours in every format that shows issues
+        globs += f" Hub security scan: {finding.hub_security.get('verdict', 'unknown')}."
     return Issue(rule=rule_id, kind=kind, severity=severity, location=finding.path,
                  message=f"{finding.path} ({finding.format}) is {status.value}: "
                          f"{finding.reason or 'no reason given'}.{globs}",
