@@ -1,6 +1,7 @@
 """Service benchmark: discovery throughput, page/API latency under load, worker overhead per scan.
 
-    python bench/bench_service.py [--listings 10000] [--scans 10000] [--requests 2000] [--concurrency 8]
+    python bench/bench_service.py [--listings 10000] [--scans 10000] [--requests 2000] [--concurrency 16]
+                                  [--skip discovery,worker]
 
 Needs Postgres at 127.0.0.1:5432 (trust auth, user postgres) and Redis at 127.0.0.1:6379, like the service tests.
 Creates and drops its own database (patronus_bench_<pid>) and uses Redis DB 14 with its own key prefix.
@@ -10,7 +11,8 @@ Writes bench/results/service.json and prints it.
    records models and scan rows in Postgres and sends each scan to Redis. Seconds until all are enqueued.
 2. pages: N succeeded scans (with realistic report JSON and findings) in Postgres; `patronus serve` (uvicorn,
    one process) answers the report page /scans/{id} and the CI gate /api/verdict?model=&sha= to a bounded pool
-   of httpx client threads. p50/p95/p99 latency and throughput per endpoint.
+   of httpx client threads. p50/p95/p99 latency and throughput per endpoint; then the same while other clients
+   keep sending 50 MB request bodies (declared and streamed) that the server refuses (413) without reading them.
 3. worker overhead: scans through a real `patronus worker` (Redis, Postgres, the hub stand-in), static checks
    only so the scan itself is small; overhead = (finish - claim) - the pipeline's own seconds, plus the queue
    hop (claim - submit).
@@ -19,6 +21,7 @@ Writes bench/results/service.json and prints it.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -60,8 +63,13 @@ def pct(values: list[float], q: float) -> float:
 
 def summary_ms(values: list[float]) -> dict[str, float]:
     ms = [v * 1000 for v in values]
-    return {"n": len(ms), "p50_ms": round(pct(ms, 0.5), 2), "p95_ms": round(pct(ms, 0.95), 2),
-            "p99_ms": round(pct(ms, 0.99), 2), "mean_ms": round(statistics.fmean(ms), 2)}
+    return {
+        "n": len(ms),
+        "p50_ms": round(pct(ms, 0.5), 2),
+        "p95_ms": round(pct(ms, 0.95), 2),
+        "p99_ms": round(pct(ms, 0.99), 2),
+        "mean_ms": round(statistics.fmean(ms), 2),
+    }
 
 
 # --------------------------------------------------------------------------------------------------- database
@@ -83,16 +91,21 @@ def fresh_database() -> tuple[str, object]:
 def drop_database(handle) -> None:
     admin, name = handle
     with admin.connect() as conn:
-        conn.execute(text(f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
-                          "AND pid <> pg_backend_pid()"))
+        conn.execute(
+            text(
+                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
+                "AND pid <> pg_backend_pid()"
+            )
+        )
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
     admin.dispose()
 
 
 def truncate(engine) -> None:
     with engine.begin() as conn:
-        conn.execute(text("TRUNCATE findings, lineage, scans, revisions, models, discovery_cursor "
-                          "RESTART IDENTITY CASCADE"))
+        conn.execute(
+            text("TRUNCATE findings, lineage, scans, revisions, models, discovery_cursor RESTART IDENTITY CASCADE")
+        )
 
 
 def purge_redis(prefix: str) -> None:
@@ -114,15 +127,25 @@ def bench_discovery(settings: Settings, engine, listings: int) -> dict:
     with HubStub(page_size=1000) as hub:
         start = datetime(2025, 1, 1, tzinfo=UTC)
         for i in range(listings):
-            hub.add_repo(f"org{i % 100}/model-{i}", {"config.json": b'{"model_type": "bert"}'},
-                         created_at=start + timedelta(seconds=i), pipeline_tag="fill-mask",
-                         tags=["transformers", "bert", "fill-mask"])
-        run_settings = settings.model_copy(update={
-            "hf_endpoint": hub.url, "discovery_families": ["bert"], "discovery_max_models": listings + 1,
-            "discovery_since": start - timedelta(days=1), "discovery_page_size": 500,
-        })
-        ctx = TaskContext(settings=run_settings, sessions=make_session_factory(engine),
-                          enqueue_scan=sender_for(run_settings))
+            hub.add_repo(
+                f"org{i % 100}/model-{i}",
+                {"config.json": b'{"model_type": "bert"}'},
+                created_at=start + timedelta(seconds=i),
+                pipeline_tag="fill-mask",
+                tags=["transformers", "bert", "fill-mask"],
+            )
+        run_settings = settings.model_copy(
+            update={
+                "hf_endpoint": hub.url,
+                "discovery_families": ["bert"],
+                "discovery_max_models": listings + 1,
+                "discovery_since": start - timedelta(days=1),
+                "discovery_page_size": 500,
+            }
+        )
+        ctx = TaskContext(
+            settings=run_settings, sessions=make_session_factory(engine), enqueue_scan=sender_for(run_settings)
+        )
         t0 = time.perf_counter()
         result = discover(ctx)
         seconds = time.perf_counter() - t0
@@ -133,9 +156,16 @@ def bench_discovery(settings: Settings, engine, listings: int) -> dict:
     import redis
 
     queued = redis.Redis.from_url(REDIS).llen(f"{run_settings.queue_prefix}{run_settings.gpu_queue}")
-    return {"listings": listings, "pages": pages, "enqueued": result.enqueued, "seconds": round(seconds, 2),
-            "listings_per_s": round(listings / seconds, 1), "messages_in_redis": queued,
-            "rerun_seconds_nothing_new": round(rerun, 3), "rerun_enqueued": again.enqueued}
+    return {
+        "listings": listings,
+        "pages": pages,
+        "enqueued": result.enqueued,
+        "seconds": round(seconds, 2),
+        "listings_per_s": round(listings / seconds, 1),
+        "messages_in_redis": queued,
+        "rerun_seconds_nothing_new": round(rerun, 3),
+        "rerun_enqueued": again.enqueued,
+    }
 
 
 # --------------------------------------------------------------------------------------------------- 2. pages
@@ -143,26 +173,61 @@ def bench_discovery(settings: Settings, engine, listings: int) -> dict:
 
 def sample_report(name: str, sha: str, rng: random.Random, triggers: int) -> dict:
     """A realistic report document (same shape and size as the pipeline's)."""
-    trig = [{"text": f"tok{rng.randrange(30000)} tok{rng.randrange(30000)}", "tokens": ["tok", "##x"],
-             "score": round(rng.uniform(2, 12), 3), "p_value": 10 ** -rng.uniform(2, 7), "shift": rng.uniform(1, 4),
-             "poison_cos": rng.random(), "diff_cos": rng.random(), "paper_rule": rng.random() < 0.5,
-             "lookalikes": [{"text": f"w{j}", "shift": 1.0, "p_value": 0.01, "similarity": 0.8} for j in range(3)],
-             "flip_rate": None} for _ in range(triggers)]
+    trig = [
+        {
+            "text": f"tok{rng.randrange(30000)} tok{rng.randrange(30000)}",
+            "tokens": ["tok", "##x"],
+            "score": round(rng.uniform(2, 12), 3),
+            "p_value": 10 ** -rng.uniform(2, 7),
+            "shift": rng.uniform(1, 4),
+            "poison_cos": rng.random(),
+            "diff_cos": rng.random(),
+            "paper_rule": rng.random() < 0.5,
+            "lookalikes": [{"text": f"w{j}", "shift": 1.0, "p_value": 0.01, "similarity": 0.8} for j in range(3)],
+            "flip_rate": None,
+        }
+        for _ in range(triggers)
+    ]
     return {
-        "schema": "patronus.report/1", "tool": {"name": "patronus-scanner", "version": "0.1.0"},
-        "model": {"source": "hub", "id": name, "revision": None, "sha": sha, "family": "bert",
-                  "architecture": "BertModel", "parameters": 109_482_240,
-                  "files": ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "README.md"]},
-        "verdict": "backdoored" if triggers else "clean", "probability": 0.98 if triggers else 0.01,
-        "severity": "critical" if triggers else "none", "triggers": trig,
-        "serialization": {"files": [{"path": "model.safetensors", "format": "safetensors", "status": "safe",
-                                     "reason": "", "globals": []}]},
-        "scan": {"started": "2025-01-01T00:00:00+00:00", "finished": "2025-01-01T00:05:00+00:00",
-                 "seconds": 300.0, "device": "cuda:0", "profile": "standard", "seed": 0,
-                 "config": {"profile": "standard", "seed": 0, "search": {"beam": 8, "steps": 120}},
-                 "sequences_evaluated": 1_234_567},
-        "errors": [], "skipped": [{"path": "flax_model.msgpack", "category": "other_framework",
-                                   "reason": "not downloaded: Flax weights are not scanned"}],
+        "schema": "patronus.report/1",
+        "tool": {"name": "patronus-scanner", "version": "0.1.0"},
+        "model": {
+            "source": "hub",
+            "id": name,
+            "revision": None,
+            "sha": sha,
+            "family": "bert",
+            "architecture": "BertModel",
+            "parameters": 109_482_240,
+            "files": ["config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "README.md"],
+        },
+        "verdict": "backdoored" if triggers else "clean",
+        "probability": 0.98 if triggers else 0.01,
+        "severity": "critical" if triggers else "none",
+        "triggers": trig,
+        "serialization": {
+            "files": [
+                {"path": "model.safetensors", "format": "safetensors", "status": "safe", "reason": "", "globals": []}
+            ]
+        },
+        "scan": {
+            "started": "2025-01-01T00:00:00+00:00",
+            "finished": "2025-01-01T00:05:00+00:00",
+            "seconds": 300.0,
+            "device": "cuda:0",
+            "profile": "standard",
+            "seed": 0,
+            "config": {"profile": "standard", "seed": 0, "search": {"beam": 8, "steps": 120}},
+            "sequences_evaluated": 1_234_567,
+        },
+        "errors": [],
+        "skipped": [
+            {
+                "path": "flax_model.msgpack",
+                "category": "other_framework",
+                "reason": "not downloaded: Flax weights are not scanned",
+            }
+        ],
     }
 
 
@@ -172,12 +237,26 @@ def populate(engine, n: int, key: ScanKey) -> list[tuple[int, str, str]]:
     models = max(1, n // 5)
     now = datetime.now(UTC)
     with Session(engine) as s, s.begin():
-        s.execute(insert(Model), [{"source": "hub", "name": f"org{i % 97}/model-{i}", "family": "bert",
-                                   "latest_verdict": "clean", "created_at": now, "updated_at": now}
-                                  for i in range(models)])
+        s.execute(
+            insert(Model),
+            [
+                {
+                    "source": "hub",
+                    "name": f"org{i % 97}/model-{i}",
+                    "family": "bert",
+                    "latest_verdict": "clean",
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for i in range(models)
+            ],
+        )
         ids = dict(s.execute(select(Model.name, Model.id)).all())
-        revs = [{"model_id": ids[f"org{i % 97}/model-{i}"], "sha": f"{i:08x}{r:032x}", "created_at": now}
-                for i in range(models) for r in range(5)]
+        revs = [
+            {"model_id": ids[f"org{i % 97}/model-{i}"], "sha": f"{i:08x}{r:032x}", "created_at": now}
+            for i in range(models)
+            for r in range(5)
+        ]
         s.execute(insert(Revision), revs)
         rev_rows = s.execute(select(Revision.id, Revision.model_id, Revision.sha)).all()
         names = {v: k for k, v in ids.items()}
@@ -185,22 +264,53 @@ def populate(engine, n: int, key: ScanKey) -> list[tuple[int, str, str]]:
         for j, (rev_id, model_id, sha) in enumerate(rev_rows[:n]):
             triggers = 3 if j % 10 == 0 else 0
             report = sample_report(names[model_id], sha, rng, triggers)
-            scans.append({
-                "model_id": model_id, "revision_id": rev_id, "requested_revision": sha, "status": "succeeded",
-                "origin": "discovery", "engine_version": key.engine_version, "config_hash": key.config_hash,
-                "profile": "standard", "queued_at": now - timedelta(minutes=n - j), "started_at": now,
-                "finished_at": now, "seconds": 300.0, "verdict": report["verdict"],
-                "probability": report["probability"], "severity": report["severity"], "device": "cuda:0",
-                "attempts": 1, "report": report, "stage": "done", "fraction": 1.0,
-            })
+            scans.append(
+                {
+                    "model_id": model_id,
+                    "revision_id": rev_id,
+                    "requested_revision": sha,
+                    "status": "succeeded",
+                    "origin": "discovery",
+                    "engine_version": key.engine_version,
+                    "config_hash": key.config_hash,
+                    "profile": "standard",
+                    "queued_at": now - timedelta(minutes=n - j),
+                    "started_at": now,
+                    "finished_at": now,
+                    "seconds": 300.0,
+                    "verdict": report["verdict"],
+                    "probability": report["probability"],
+                    "severity": report["severity"],
+                    "device": "cuda:0",
+                    "attempts": 1,
+                    "report": report,
+                    "stage": "done",
+                    "fraction": 1.0,
+                }
+            )
         for chunk in range(0, len(scans), 1000):
-            s.execute(insert(Scan), scans[chunk:chunk + 1000])
+            s.execute(insert(Scan), scans[chunk : chunk + 1000])
         found = s.scalars(select(Scan.id).where(Scan.verdict == "backdoored")).all()
-        s.execute(insert(Finding), [{"scan_id": sid, "kind": "trigger", "text": f"t{sid}", "severity": "critical",
-                                     "score": 9.0, "p_value": 1e-5} for sid in found])
+        s.execute(
+            insert(Finding),
+            [
+                {
+                    "scan_id": sid,
+                    "kind": "trigger",
+                    "text": f"t{sid}",
+                    "severity": "critical",
+                    "score": 9.0,
+                    "p_value": 1e-5,
+                }
+                for sid in found
+            ],
+        )
         s.execute(text("ANALYZE"))
-        sample = s.execute(select(Scan.id, Model.name, Revision.sha).join(Model, Scan.model_id == Model.id)
-                           .join(Revision, Scan.revision_id == Revision.id)).all()
+        sample = s.execute(
+            select(Scan.id, Model.name, Revision.sha)
+            .join(Model, Scan.model_id == Model.id)
+            .join(Revision, Scan.revision_id == Revision.id)
+        ).all()
     return [tuple(row) for row in sample]
 
 
@@ -214,12 +324,31 @@ def free_port() -> int:
 
 def start_server(settings: Settings, port: int, log: Path) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PATRONUS_")}
-    env.update({"PATRONUS_DATABASE_URL": settings.database_url, "PATRONUS_BROKER_URL": settings.broker_url,
-                "PATRONUS_API_TOKENS": TOKEN, "PYTHONPATH": str(REPO)})
+    env.update(
+        {
+            "PATRONUS_DATABASE_URL": settings.database_url,
+            "PATRONUS_BROKER_URL": settings.broker_url,
+            "PATRONUS_API_TOKENS": TOKEN,
+            "PYTHONPATH": str(REPO),
+        }
+    )
     with open(log, "wb") as out:  # the child keeps its own descriptor
-        proc = subprocess.Popen([sys.executable, "-c", "from scanner.cli import run; run()", "serve", "--port",
-                                 str(port), "--log-level", "warning"], cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "from scanner.cli import run; run()",
+                "serve",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
@@ -258,8 +387,12 @@ def load(url_for, requests: int, concurrency: int) -> dict:
     for thread in threads:
         thread.join()
     wall = time.perf_counter() - t0
-    return {**summary_ms(latencies), "errors": errors, "requests_per_s": round(len(latencies) / wall, 1),
-            "concurrency": concurrency}
+    return {
+        **summary_ms(latencies),
+        "errors": errors,
+        "requests_per_s": round(len(latencies) / wall, 1),
+        "concurrency": concurrency,
+    }
 
 
 def bench_pages(settings: Settings, engine, scans: int, requests: int, concurrency: int, tmp: Path) -> dict:
@@ -278,14 +411,110 @@ def bench_pages(settings: Settings, engine, scans: int, requests: int, concurren
         verdict = load(lambda i: f"{base}/api/verdict?model={picks[i][1]}&sha={picks[i][2]}", requests, concurrency)
         index = load(lambda i: f"{base}/?page={1 + i % 50}", max(100, requests // 10), concurrency)
         size = len(httpx.get(f"{base}/scans/{picks[0][0]}").content)
+        with BigBodies(port) as attack:
+            page_attacked = load(lambda i: f"{base}/scans/{picks[i][0]}", requests, concurrency)
+            verdict_attacked = load(
+                lambda i: f"{base}/api/verdict?model={picks[i][1]}&sha={picks[i][2]}", requests, concurrency
+            )
+        rss_mb = _rss_mb(server.pid)
     finally:
         server.terminate()
         server.wait(timeout=15)
         log = (tmp / "serve.log").read_text(errors="replace")
         if "Traceback" in log:
             print(log[-4000:], file=sys.stderr)
-    return {"scans_in_db": scans, "populate_seconds": round(populate_s, 1), "server": "uvicorn, 1 process",
-            "report_page": {**page, "bytes": size}, "verdict_api": verdict, "index_page": index}
+    return {
+        "scans_in_db": scans,
+        "populate_seconds": round(populate_s, 1),
+        "server": "uvicorn, 1 process",
+        "report_page": {**page, "bytes": size},
+        "verdict_api": verdict,
+        "index_page": index,
+        "while_50mb_bodies_are_refused": {
+            "report_page": page_attacked,
+            "verdict_api": verdict_attacked,
+            **attack.summary(),
+            "server_rss_mb_after": rss_mb,
+        },
+    }
+
+
+class BigBodies:
+    """Two clients that keep sending 50 MB bodies (one declared with Content-Length, one streamed) while the
+    load runs; the server answers 413 without reading them. Counts refusals and the bytes actually sent."""
+
+    SIZE = 50 * 1024 * 1024
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.stop = threading.Event()
+        self.refused = 0
+        self.other = 0
+        self.sent_bytes = 0
+        self.threads = [threading.Thread(target=self._run, args=(chunked,), daemon=True) for chunked in (False, True)]
+
+    def _run(self, chunked: bool) -> None:
+        import socket
+
+        chunk = b"x" * (1024 * 1024)
+        while not self.stop.is_set():
+            framing = "Transfer-Encoding: chunked" if chunked else f"Content-Length: {self.SIZE}"
+            head = (
+                f"POST /api/scans HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer {TOKEN}\r\n"
+                f"Content-Type: application/json\r\n{framing}\r\n\r\n"
+            ).encode()
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=10) as sock:
+                    sock.sendall(head)
+                    sent = 0
+                    sock.settimeout(0.05)
+                    answer = b""
+                    while sent < self.SIZE and not answer:
+                        piece = (b"%x\r\n" % len(chunk) + chunk + b"\r\n") if chunked else chunk
+                        try:
+                            sock.sendall(piece)
+                            sent += len(chunk)
+                        except OSError:
+                            break
+                        with contextlib.suppress(TimeoutError):
+                            answer = sock.recv(4096)
+                    self.sent_bytes += sent
+                    if not answer:
+                        sock.settimeout(5)
+                        answer = sock.recv(4096)
+                    if b" 413 " in answer.split(b"\r\n", 1)[0]:
+                        self.refused += 1
+                    else:
+                        self.other += 1
+            except OSError:
+                self.other += 1
+
+    def __enter__(self) -> BigBodies:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(timeout=30)
+
+    def summary(self) -> dict:
+        return {
+            "big_bodies_refused_413": self.refused,
+            "big_bodies_other": self.other,
+            "big_body_bytes_sent_mb": round(self.sent_bytes / 1024 / 1024, 1),
+        }
+
+
+def _rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        return None
+    return None
 
 
 # --------------------------------------------------------------------------------------------------- 3. worker
@@ -302,8 +531,14 @@ def bench_worker(settings: Settings, engine, n: int, tmp: Path) -> dict:
     with HubStub() as hub:
         for i in range(n + 1):
             hub.add_repo(f"org/overhead-{i}", model_files(model_dir), pipeline_tag="fill-mask")
-        run_settings = settings.model_copy(update={"hf_endpoint": hub.url, "scan_behavioural": False,
-                                                   "cache_dir": tmp / "cache", "api_tokens": [TOKEN]})
+        run_settings = settings.model_copy(
+            update={
+                "hf_endpoint": hub.url,
+                "scan_behavioural": False,
+                "cache_dir": tmp / "cache",
+                "api_tokens": [TOKEN],
+            }
+        )
         worker = WorkerProcess(worker_env(run_settings), tmp / "worker.log", f"bench{os.getpid()}")
         try:
             worker.wait_ready()
@@ -316,7 +551,9 @@ def bench_worker(settings: Settings, engine, n: int, tmp: Path) -> dict:
                 t0 = time.perf_counter()
                 scan_id = client.post("/api/scans", json={"target": f"org/overhead-{i}"}, headers=auth).json()["id"]
                 while client.get(f"/api/scans/{scan_id}", params={"report": "false"}).json()["status"] not in (
-                        "succeeded", "failed"):
+                    "succeeded",
+                    "failed",
+                ):
                     time.sleep(0.02)
                 return time.perf_counter() - t0, scan_id
 
@@ -336,14 +573,29 @@ def bench_worker(settings: Settings, engine, n: int, tmp: Path) -> dict:
             hop.append((scan.started_at - scan.queued_at).total_seconds())
             scan_s.append(pipeline)
             e2e.append(wall)
-    return {"scans": n, "kind": "static checks of a 2-layer BERT via the hub stand-in (Redis broker, Postgres)",
-            "pipeline_seconds": summary_ms(scan_s), "task_overhead_beyond_scan": summary_ms(overhead),
-            "queue_hop_submit_to_claim": summary_ms(hop), "http_submit_to_seen_finished": summary_ms(e2e),
-            "overhead_includes": "claim (SELECT FOR UPDATE), commit resolution (model_info), revision/lineage rows, "
-                                 "heartbeat thread, progress writes, report + findings write"}
+    return {
+        "scans": n,
+        "kind": "static checks of a 2-layer BERT via the hub stand-in (Redis broker, Postgres)",
+        "pipeline_seconds": summary_ms(scan_s),
+        "task_overhead_beyond_scan": summary_ms(overhead),
+        "queue_hop_submit_to_claim": summary_ms(hop),
+        "http_submit_to_seen_finished": summary_ms(e2e),
+        "overhead_includes": "claim (SELECT FOR UPDATE), commit resolution (model_info), revision/lineage rows, "
+        "heartbeat thread, progress writes, report + findings write",
+    }
 
 
 # --------------------------------------------------------------------------------------------------- main
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
 
 
 def main() -> None:
@@ -351,7 +603,8 @@ def main() -> None:
     parser.add_argument("--listings", type=int, default=10_000)
     parser.add_argument("--scans", type=int, default=10_000)
     parser.add_argument("--requests", type=int, default=2_000)
-    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: discovery, pages, worker")
     parser.add_argument("--worker-scans", type=int, default=20)
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
@@ -361,26 +614,44 @@ def main() -> None:
     prefix = f"bench{os.getpid()}-"
     url, handle = fresh_database()
     engine = make_engine(url)
-    settings = Settings(database_url=url, broker_url=REDIS, queue_prefix=prefix, api_tokens=[TOKEN],
-                        scan_profile="quick", scan_device="cpu")
-    results: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                                 "note": "shared 2-core VM; Postgres and Redis on the same host"}}
+    settings = Settings(
+        database_url=url,
+        broker_url=REDIS,
+        queue_prefix=prefix,
+        api_tokens=[TOKEN],
+        scan_profile="quick",
+        scan_device="cpu",
+    )
+    skip = {part.strip() for part in args.skip.split(",") if part.strip()}
+    results: dict = {
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            "cpu": _cpu_model(),
+            "load_average_at_start": list(os.getloadavg()),
+            "note": "shared VM; Postgres and Redis on the same host, load generator too",
+        }
+    }
     try:
         with tempfile.TemporaryDirectory() as tmp:
             tmp_path = Path(tmp)
-            results["discovery"] = bench_discovery(settings, engine, args.listings)
-            print(json.dumps({"discovery": results["discovery"]}, indent=2), flush=True)
-            truncate(engine)
-            purge_redis(prefix)
-            results["pages"] = bench_pages(settings, engine, args.scans, args.requests, args.concurrency, tmp_path)
-            print(json.dumps({"pages": results["pages"]}, indent=2), flush=True)
-            truncate(engine)
-            results["worker"] = bench_worker(settings, engine, args.worker_scans, tmp_path)
+            if "discovery" not in skip:
+                results["discovery"] = bench_discovery(settings, engine, args.listings)
+                print(json.dumps({"discovery": results["discovery"]}, indent=2), flush=True)
+                truncate(engine)
+                purge_redis(prefix)
+            if "pages" not in skip:
+                results["pages"] = bench_pages(settings, engine, args.scans, args.requests, args.concurrency, tmp_path)
+                print(json.dumps({"pages": results["pages"]}, indent=2), flush=True)
+                truncate(engine)
+            if "worker" not in skip:
+                results["worker"] = bench_worker(settings, engine, args.worker_scans, tmp_path)
     finally:
         engine.dispose()
         purge_redis(prefix)
         drop_database(handle)
     results["recorded_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["machine"]["load_average_at_end"] = list(os.getloadavg())
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))

@@ -10,11 +10,12 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, contains_eager, joinedload
+from sqlalchemy.sql.elements import ColumnElement
 
 from db.models import ACTIVE, Lineage, Model, Revision, Scan, ScanStatus, utcnow
 
@@ -44,6 +45,10 @@ class ScanKey:
         return cls(ENGINE_VERSION, config.config_hash(), config.profile, identity)
 
 
+@overload
+def aware(stamp: datetime) -> datetime: ...
+@overload
+def aware(stamp: None) -> None: ...
 def aware(stamp: datetime | None) -> datetime | None:
     """SQLite returns naive datetimes; every stamp the service writes is UTC."""
     if stamp is not None and stamp.tzinfo is None:
@@ -224,7 +229,7 @@ class ScanFilter:
 
 def public_clause(unresolved_public: bool):
     """SQL: the model is a public hub model (see web.access for the access model)."""
-    visible = Model.private.is_(False)
+    visible: ColumnElement[bool] = Model.private.is_(False)
     if unresolved_public:
         visible = or_(visible, Model.private.is_(None))
     return and_(Model.source == "hub", visible)

@@ -150,7 +150,7 @@ def discover_family(ctx: TaskContext, api: Any, family: str, key: ScanKey, now: 
     else:
         result.complete = True
     _flush(ctx, family, key, batch, result)
-    if top is not None:
+    if top is not None and low is not None:
         covered = _save_cursor(ctx, name, covered, (_span_low(result, low, boundary), top), result)
     else:
         _save_cursor(ctx, name, covered, None, result)
@@ -201,7 +201,7 @@ def _flush(ctx: TaskContext, family: str, key: ScanKey, items: list[Any], result
             sub = submit_scan(s, model, sha, key, origin="discovery")
             result.matched += 1
             if sub.created:
-                to_send.append((sub.scan.id, sub.scan.celery_task_id))
+                to_send.append((sub.scan.id, sub.scan.celery_task_id or ""))
             else:
                 result.existing += 1
     sent = []

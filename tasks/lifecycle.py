@@ -155,7 +155,9 @@ def claim(ctx: TaskContext, scan_id: int) -> Outcome | Claim:
         now = utcnow()
         heartbeat = aware(scan.heartbeat_at)
         if scan.status == ScanStatus.RUNNING and heartbeat is not None and heartbeat > now - lease:
-            return Outcome("busy", retry_in=ctx.settings.scan_lease_s, detail="running on another worker")
+            # a duplicate message (redelivery, or a reaper's re-send): dropped, not retried; should that worker
+            # die, the reaper re-sends the scan once its lease runs out
+            return Outcome("skipped", detail="running on another worker")
         if scan.attempts >= max_attempts:
             last = scan.error_message or ("worker lost" if scan.status == ScanStatus.RUNNING else "none recorded")
             fail_row(scan, "too_many_attempts", f"gave up after {scan.attempts} attempts (last cause: {last})")
@@ -300,6 +302,7 @@ def finish_succeeded(ctx: TaskContext, scan_id: int, token: str, report: Any, ke
     try:
         with session_scope(ctx.sessions) as s:
             scan = owned(s, scan_id, token)
+            assert scan.revision_id is not None  # pinned by prepare()
             s.scalar(select(Revision).where(Revision.id == scan.revision_id).with_for_update())
             done = executed_scan(s, scan.revision_id, key)
             if done is not None and done.id != scan.id:

@@ -2,7 +2,7 @@
 
 This module holds hub resolution, the pipeline run and the heartbeat; the row's lifecycle (claim, reuse, finish,
 reap) lives in tasks.lifecycle. Idempotent under redelivery: a finished row is left alone; a running row with a fresh
-heartbeat belongs to another worker (the caller retries later); a running row whose heartbeat went stale (worker
+heartbeat belongs to another worker (the duplicate is dropped); a running row whose heartbeat went stale (worker
 killed) is taken over. Retries are decided by the error's `retryable` flag (scanner.errors), never by code lists.
 An unexpected exception anywhere after the claim is recorded once as `internal_error` with its cause.
 """
@@ -13,6 +13,7 @@ import hashlib
 import logging
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +173,7 @@ def _resolve_local(ctx: TaskContext, path: Path) -> Resolved:
     for rel, file in zip(sorted(snapshot.downloaded), files, strict=True):
         digest.update(rel.encode() + b"\0" + str(file.stat().st_size).encode() + b"\0")
         with open(file, "rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+            for chunk in iter(partial(fh.read, 1 << 20), b""):
                 digest.update(chunk)
     family = None
     config = snapshot.local_dir / "config.json"
@@ -251,7 +252,7 @@ class ProgressWriter:
                 .where(Scan.id == self.scan_id, Scan.claim_token == self.token, Scan.status == ScanStatus.RUNNING.value)
                 .values(heartbeat_at=utcnow(), **values)
             )
-            return result.rowcount == 1
+            return getattr(result, "rowcount", 0) == 1
 
 
 class Heartbeat:

@@ -187,7 +187,7 @@ def _submit(ctx: WebContext, body: ScanRequest, reader: Reader) -> dict[str, Any
         enqueued = sub.scan.enqueued_at is not None
     if sub.created:
         try:
-            ctx.send(scan_id, task_id)
+            ctx.send(scan_id, task_id or "")
             with session_scope(ctx.sessions) as s:
                 mark_enqueued(s, scan_id)
             enqueued = True

@@ -109,8 +109,8 @@ def index(
     verdict: str | None = Query(default=None, max_length=16),
     family: str | None = Query(default=None, max_length=32),
     status: str | None = Query(default=None, max_length=16),
-    since: date | None = Query(default=None, ge=FIRST_DAY, le=LAST_DAY),
-    until: date | None = Query(default=None, ge=FIRST_DAY, le=LAST_DAY),
+    since: date | None = Query(default=None, ge=FIRST_DAY, le=LAST_DAY),  # type: ignore[arg-type]
+    until: date | None = Query(default=None, ge=FIRST_DAY, le=LAST_DAY),  # type: ignore[arg-type]
     model: str | None = Query(default=None, max_length=512),
     page: int = Query(default=1, ge=1, le=100_000),
     ctx: WebContext = Depends(get_context),

@@ -16,6 +16,7 @@ With production settings (lease 60 s, queue lease 300 s, reaper every 30 s) the 
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -202,10 +203,8 @@ class StallingProxy:
             pass
         finally:
             for sock in (src, dst):
-                try:
+                with contextlib.suppress(OSError):
                     sock.close()
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self.closed = True
