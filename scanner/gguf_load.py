@@ -62,6 +62,23 @@ def describe(path: Path) -> tuple[str, int]:
     return arch, params
 
 
+def _config_parameters(path: Path) -> int:
+    """Parameters of the model transformers would build from the GGUF metadata (config defaults filled in)."""
+    from transformers import AutoConfig
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    from scanner.encoder import ConfigInfo, config_parameters
+
+    try:
+        raw = dict(load_gguf_checkpoint(str(path), return_tensors=False)["config"])
+        model_type = str(raw.pop("model_type"))
+        raw.pop("_model_name_or_path", None)
+        config = AutoConfig.for_model(model_type, **raw).to_dict()
+    except Exception as exc:  # malformed metadata
+        raise ModelLoadError(f"{path.name}: GGUF metadata unusable ({type(exc).__name__}: {str(exc)[:200]})") from exc
+    return config_parameters(ConfigInfo(model_type=model_type, architectures=[], raw=config))
+
+
 def dequantize(
     model_dir: Path,
     cache_dir: Path | None = None,
@@ -85,12 +102,18 @@ def dequantize(
             f"GGUF architecture {arch!r} cannot be de-quantized by transformers (supported: "
             f"{', '.join(supported_architectures())}); static scan only"
         )
+    expected = _config_parameters(path)
+    if expected > 2 * params + 1_000_000:
+        raise ModelLoadError(
+            f"{path.name}: its metadata describes a model of about {expected / 1e6:.0f}M parameters but its tensor "
+            f"table holds {params / 1e6:.1f}M; not de-quantized (transformers would build the rest at random)"
+        )
     digest = file_sha256(path)
     out = Path(cache_dir or default_cache()) / (digest[:20] + (f"-L{layers}" if layers else ""))
     if (out / GGUF_RECORD).is_file():
         return out
-    # de-quantization runs on the CPU in fp32 whatever the scan device
-    check_fits(params * (2 if layers is None else 1), torch.float32, torch.device("cpu"))
+    # de-quantization runs on the CPU in fp32 whatever the scan device (the model and its saved copy)
+    check_fits(2 * max(params, expected), torch.float32, torch.device("cpu"))
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -137,7 +160,12 @@ def _convert(path: Path, out: Path, layers: int | None) -> None:
         metadata={"format": "pt"},
     )
     config.architectures = [type(model).__name__]
+    if hasattr(config, "quantization_config"):  # the weights written are plain fp32, not a gguf-quantized model
+        del config.quantization_config
     config.save_pretrained(out)
+    saved = json.loads((out / "config.json").read_text())
+    if saved.pop("quantization_config", None) is not None:
+        (out / "config.json").write_text(json.dumps(saved, indent=2))
     tokenizer.save_pretrained(out)
     del model
 
