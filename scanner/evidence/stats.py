@@ -86,7 +86,8 @@ def trigger_stats(
     zc = stats.standardize(clean)
     zp = stats.standardize(poisoned)
     diff = zp - zc.unsqueeze(0)
-    shift = rms_shift(diff).mean(1)
+    dim = clean.shape[-1]
+    shift = diff.norm(dim=-1).mean(1) / math.sqrt(dim)  # = rms_shift(diff).mean(1), in this rounding order
     poison_cos = mean_pairwise_cos(zp)
     diff_cos = mean_pairwise_cos(diff)
     raw_clean = F.cosine_similarity(poisoned, clean.unsqueeze(0), dim=-1).mean(1)

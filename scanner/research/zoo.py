@@ -228,7 +228,8 @@ def _metrics(rows: list[ZooResult]) -> dict:
 def rescore(rows: list[ZooResult], calibration=None) -> list[ZooResult]:
     """Probability and verdict of each row from its best score under the current (or given) calibration: what a
     fresh scan would report, so rows scanned before a refit are scored alike."""
-    from scanner.verdict import load_calibration, verdict_for
+    from scanner.report.issues import verdict_for
+    from scanner.verdict import load_calibration
 
     calibration = calibration or load_calibration()
     out = []
