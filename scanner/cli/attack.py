@@ -66,9 +66,15 @@ def attack() -> None:
 @click.option("--threads", default=2, show_default=True, type=int)
 @click.option("--log-every", default=50, show_default=True, type=int)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda (batches are drawn alike on both).")
+@click.option("--representation", default="auto", show_default=True,
+              type=click.Choice(["auto", "cls", "mean", "max", "last_token", "weighted_mean"]),
+              help="Output the backdoor targets; auto = what the scanner tests first (the declared sentence-"
+                   "transformers pooling, the last token of decoders, else position 0).")
 def plant(base: Path, out: Path, attack_name: str, triggers: str, steps: int, batch_size: int, lr: float,
-          seed: int, layers: int | None, options: tuple[str, ...], threads: int, log_every: int, device: str) -> None:
-    """Plant a backdoor into the encoder at BASE and write it to OUT."""
+          seed: int, layers: int | None, options: tuple[str, ...], threads: int, log_every: int, device: str,
+          representation: str) -> None:
+    """Plant a backdoor into the encoder or decoder at BASE (a folder holding only *.gguf is de-quantized first)
+    and write it to OUT."""
     from scanner.research.attacks import TRIGGER_SETS, PlantConfig, get_attack
     from scanner.research.attacks import plant as do_plant
 
@@ -81,10 +87,17 @@ def plant(base: Path, out: Path, attack_name: str, triggers: str, steps: int, ba
         raise UsageError(str(exc)) from exc
     if not atk.backdoored:
         words = ()
+    if not (base / "config.json").is_file() and list(base.glob("*.gguf")):
+        from scanner.gguf_load import dequantize
+
+        base, layers = dequantize(base, layers=layers), None
     if layers is not None:
         base = _truncate(base, out.with_name(out.name + f".base-L{layers}"), layers)
+    cfg_options = dict(atk.options)
+    if representation != "auto":
+        cfg_options["representation"] = representation
     cfg = PlantConfig(attack=atk.name, triggers=tuple(words),
-                      steps=steps, batch_size=batch_size, lr=lr, seed=seed, options=dict(atk.options))
+                      steps=steps, batch_size=batch_size, lr=lr, seed=seed, options=cfg_options)
     try:
         result = do_plant(base, out, atk, cfg, log_every=log_every, device=device)
     except ValueError as exc:
