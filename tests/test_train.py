@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from scanner.train import HELD_OUT, StepInfo, Trainer, TrainConfig, lr_factor, split_corpus, step_seed
+from scanner.train import HELD_OUT, StepInfo, TrainConfig, Trainer, lr_factor, split_corpus, step_seed
 
 
 def _model() -> torch.nn.Module:
