@@ -172,8 +172,9 @@ def markdown(result: dict) -> str:
         "",
         "Read with care: the corpus is Patronus's own regression suite, built from the classes it was fixed "
         "for, so its full marks are a floor, not a claim of completeness. Peers run with their defaults "
-        "(picklescan without --strict). fickling exits 1 on files it cannot parse (numpy, HDF5, GGUF, "
-        "protocol 0), which a CI gate reads as a finding: those are its false positives. picklescan and "
+        "(picklescan without --strict). fickling flags every import outside the standard library (numpy "
+        "arrays, joblib, legacy torch) and some protocol-0 idioms, and exits 1 on files it cannot parse "
+        "(.npy, HDF5, GGUF), which a CI gate reads as a finding: those are its false positives. picklescan and "
         "modelscan report unlisted gadgets (importlib, pkgutil, profilers, unlisted loaders) as safe and "
         "skip most non-pickle formats, renamed files and archives.",
     ]
