@@ -696,6 +696,17 @@ def build_corpus(root: Path) -> list[Sample]:
         "loader.py",
     )
     add(
+        "repo-stray-loader-py",
+        True,
+        "repo",
+        "2026 hub incident: a stray loader.py users are told to run",
+        {
+            "model.safetensors": safetensors_file(),
+            "loader.py": b"import base64, os\nexec(base64.b64decode('b3Muc3lzdGVtKCd0b3VjaCB4Jyk='))\n",
+        },
+        "loader.py",
+    )
+    add(
         "repo-exe",
         True,
         "repo",
@@ -850,6 +861,13 @@ def _benign_builders(root: Path) -> dict[str, tuple[Callable[[], dict[str, bytes
         "zip-of-safetensors": (
             lambda: {"model.zip": zip_of({"model.safetensors": safetensors_file()})},
             "zip of safetensors",
+        ),
+        "stray-helper-py": (
+            lambda: {
+                "model.safetensors": safetensors_file(),
+                "helper.py": b"#!/usr/bin/env python\nimport json\nprint(json.dumps({}))\n",
+            },
+            "a helper script that runs nothing (issue 10: never 'requires remote code')",
         ),
         "readme-and-config": (
             lambda: {

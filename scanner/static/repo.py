@@ -5,6 +5,7 @@ executable: the 2026 incident shipped clean weights next to a `loader.py` and a 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -74,21 +75,36 @@ def code_references(local_dir: Path, files: list[str]) -> dict[str, str]:
     return refs
 
 
-def repo_file_finding(rel: str, head: bytes | None, referenced_by: str | None) -> FileFinding | None:
-    """A finding for a code, script or binary file (by name, or by content when the bytes are at hand)."""
+# What a stray Python file needs to run code the moment a user runs it (the 2026 incident's loader.py): process
+# execution, dynamic code, native loading, downloads. A token scan, not an analysis.
+_PY_DANGER = re.compile(
+    r"\b(os\.system|os\.popen|os\.exec\w*|subprocess\.|pty\.spawn|exec\s*\(|eval\s*\(|__import__\s*\(|"
+    r"ctypes\.|marshal\.loads|base64\.b64decode|urllib\.request|requests\.get|socket\.socket|"
+    r"pickle\.loads?|torch\.ops\.load_library)"
+)
+MAX_SOURCE_BYTES = 1024**2
+
+
+def repo_file_finding(
+    rel: str, head: bytes | None, referenced_by: str | None, source: bytes | None = None
+) -> FileFinding | None:
+    """A finding for a code, script or binary file (by name, or by content when the bytes are at hand).
+    `source`: the file's first MiB, for the token scan of Python files."""
     named = formats.by_name(rel)
     content = formats.sniff(head) if head else None
-    kinds = {"native-binary", "script", "jar"}
-    kind_name = (
-        content
-        if content in kinds
-        else (named.name if named is not None and named.kind in (formats.CODE, formats.EXECUTABLE) else None)
-    )
+    named_code = named is not None and named.kind in (formats.CODE, formats.EXECUTABLE)
+    if content == "native-binary" or (content in ("script", "jar") and not named_code):
+        kind_name: str | None = content  # the bytes say what the name does not
+    else:
+        kind_name = named.name if named_code and named is not None else None
     if kind_name is None:
         return None
     row = formats.file_type(kind_name)
     scan = FileScan(format=kind_name, kind="code")
     where = "" if head is not None else " (not downloaded: judged by its name)"
+    tokens = (
+        sorted(set(_PY_DANGER.findall((source or b"").decode("utf-8", "replace")))) if kind_name == "python" else []
+    )
     if referenced_by:
         scan.add(
             "repo-code-referenced",
@@ -97,14 +113,22 @@ def repo_file_finding(rel: str, head: bytes | None, referenced_by: str | None) -
             f"{row.description} referenced by {referenced_by} (auto_map): loading the model with "
             f"trust_remote_code=True runs it{where}",
         )
-    elif kind_name in ("native-binary", "script", "jar", "python-bytecode"):
+    elif kind_name in ("native-binary", "script", "jar"):
         scan.add(
             "repo-stray-executable",
             FileStatus.SUSPICIOUS,
             Severity.HIGH,
             f"stray {row.description} beside the weights; no config references it and no model needs it{where}",
         )
-    elif kind_name == "python":
+    elif tokens:
+        scan.add(
+            "repo-stray-code-executes",
+            FileStatus.SUSPICIOUS,
+            Severity.HIGH,
+            f"stray {row.description} that runs processes, code or downloads ({', '.join(tokens[:5])}); no "
+            "config references it: users are invited to run it",
+        )
+    elif kind_name in ("python", "python-bytecode"):
         scan.add(
             "repo-stray-code",
             FileStatus.SUSPICIOUS,

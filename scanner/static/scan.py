@@ -16,7 +16,7 @@ from scanner.static.hub import attach_hub_security
 from scanner.static.numpy_files import scan_npy
 from scanner.static.pickle_machine import walk_pickle
 from scanner.static.pickles import scan_pickle_stream
-from scanner.static.repo import code_references, repo_file_finding
+from scanner.static.repo import MAX_SOURCE_BYTES, code_references, repo_file_finding
 from scanner.static.safetensors import scan_safetensors
 from scanner.static.templates import scan_template_file
 
@@ -226,7 +226,11 @@ def _entry(path: Path, rel: str, refs: dict[str, str]) -> tuple[FileFinding | No
     is_code_name = named is not None and named.kind in (formats.CODE, formats.EXECUTABLE)
     weight_content = content_row is not None and content_row.weight_bearing
     if (is_code_name and not weight_content) or content in ("native-binary", "script"):
-        return repo_file_finding(rel, head, refs.get(rel)), None
+        source = None
+        if named is not None and named.name == "python":
+            with path.open("rb") as stream:
+                source = stream.read(MAX_SOURCE_BYTES)
+        return repo_file_finding(rel, head, refs.get(rel), source), None
     if PurePosixPath(rel).name in TEMPLATE_FILES and not weight_content:
         scan = FileScan(format="chat-template", kind="template")
         try:
