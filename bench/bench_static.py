@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -236,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         samples = static_corpus.build_corpus(root)
         if args.only:
             samples = [s for s in samples if re.search(args.only, s.name)]
-        rows = []
+        rows: list[dict[str, Any]] = []
         for index, sample in enumerate(samples, 1):
             results = {}
             outcome, seconds, detail = run_patronus(sample.folder, Path(tmp) / f"{sample.name}.patronus.json")

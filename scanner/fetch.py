@@ -33,7 +33,7 @@ from scanner.report import Skipped
 try:  # the HTTP client under huggingface_hub: httpx2 since 2.x, httpx before
     import httpx2 as _http
 except ImportError:  # pragma: no cover - huggingface_hub 1.x
-    import httpx as _http
+    import httpx as _http  # type: ignore[no-redef]
 
 __all__ = ["DEFAULT_MAX_SIZE", "ModelRef", "Snapshot", "fetch", "hub_endpoint", "select_files"]
 
