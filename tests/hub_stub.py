@@ -346,6 +346,12 @@ class HubStub:
         if path.rstrip("/") == "/api/models":
             meta["kind"] = "list_models"
             return self._list_models(query, token)
+        if match := _PATHS_INFO_RE.fullmatch(path):
+            repo_id, rev = unquote(match["repo"]), unquote(match["rev"])
+            meta.update(kind="paths_info", repo_id=repo_id, revision=rev)
+            form = _multi(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+            return self._paths_info(repo_id, rev, form.get("paths", []), token,
+                                    expand=_truthy(form.get("expand", [""])[-1]))
         if match := _TREE_RE.fullmatch(path):
             repo_id, rev = unquote(match["repo"]), unquote(match["rev"])
             meta.update(kind="tree", repo_id=repo_id, revision=rev)
@@ -353,12 +359,6 @@ class HubStub:
             return self._tree(repo_id, rev, unquote(match["path"] or ""), token,
                               recursive=_truthy(params.get("recursive", [""])[-1]),
                               expand=_truthy(params.get("expand", [""])[-1]))
-        if match := _PATHS_INFO_RE.fullmatch(path):
-            repo_id, rev = unquote(match["repo"]), unquote(match["rev"])
-            meta.update(kind="paths_info", repo_id=repo_id, revision=rev)
-            form = _multi(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-            return self._paths_info(repo_id, rev, form.get("paths", []), token,
-                                    expand=_truthy(form.get("expand", [""])[-1]))
         if match := _INFO_RE.fullmatch(path):
             repo_id, rev = unquote(match["repo"]), unquote(match["rev"]) if match["rev"] else None
             meta.update(kind="model_info", repo_id=repo_id, revision=rev)

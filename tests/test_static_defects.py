@@ -234,3 +234,20 @@ def test_chat_templates_in_a_sandbox(tmp_path: Path, template: str, bad: bool) -
     serialization, _ = scan_snapshot(tmp_path, ["tokenizer_config.json"])
     severity = static_severity(serialization)
     assert severity.at_least(Severity.HIGH) is bad, serialization.files
+
+
+def test_hub_stub_serves_security_info_through_tree_and_paths_info() -> None:
+    from huggingface_hub import HfApi
+
+    with HubStub() as hub:
+        sha = hub.add_repo("org/tree", {"config.json": b"{}", "sub/model.bin": b"\x80\x02N.", "a.pkl": b"x"})
+        hub.set_security("org/tree", "sub/model.bin", "unsafe", pickle_imports=[("os", "system", "dangerous")])
+        api = HfApi(endpoint=hub.url)
+        tree = {e.path: e for e in api.list_repo_tree("org/tree", revision=sha, recursive=True, expand=True)}
+        assert set(tree) == {"config.json", "sub", "sub/model.bin", "a.pkl"}
+        assert tree["sub/model.bin"].security["status"] == "unsafe"
+        assert tree["config.json"].security is None  # no verdict set: no field served
+        flat = [e.path for e in api.list_repo_tree("org/tree", revision=sha)]
+        assert sorted(flat) == ["a.pkl", "config.json", "sub"]
+        (info,) = api.get_paths_info("org/tree", ["sub/model.bin"], revision=sha, expand=True)
+        assert info.security["pickle_import_scan"]["imports"][0]["module"] == "os"
