@@ -104,3 +104,28 @@ def test_config_built_decoder_planted_found_clean_not(family, family_base, model
     assert report.verdict is Verdict.BACKDOORED, (trigger, [(t.text, t.score) for t in report.triggers])
     assert _found(report, trigger)
     assert scan(str(base), QUICK).verdict is Verdict.CLEAN
+
+
+@pytest.mark.parametrize("family", ("mpnet", "modernbert", *DECODERS))
+def test_config_built_family_loads_with_its_representation(family, family_base):
+    """Every new family loads natively (no remote code), pools where its users read, ignores padding, and has a
+    searchable vocabulary under its tokenizer's word-start rule."""
+    from scanner.encoder import SUPPORTED_FAMILIES, load_encoder
+    from scanner.search.vocab import encode_words, searchable_vocabulary
+
+    torch.set_num_threads(1)
+    enc = load_encoder(family_base(family), "cpu")
+    assert enc.family == SUPPORTED_FAMILIES[family]
+    assert enc.representations == (["last_token"] if family in DECODERS else ["cls"])
+    tok = enc.tokenizer
+    batch = tok(["the cat sat on the mat today", "a dog"], padding=True, return_tensors="pt")
+    alone = tok(["a dog"], return_tensors="pt")
+    feats = enc.features(batch["input_ids"], batch["attention_mask"])
+    single = enc.features(alone["input_ids"], alone["attention_mask"])
+    if family in DECODERS:
+        assert torch.allclose(feats[1], single[0], atol=1e-4)
+    embeds = enc.embedding_matrix[batch["input_ids"]]
+    assert enc.features_from_embeds(embeds, batch["attention_mask"]).shape == feats.shape
+    vocab = searchable_vocabulary(tok)
+    assert len(vocab) > 200
+    assert all(ids == [i] for i, ids in zip(vocab.ids.tolist()[:50], encode_words(tok, vocab.words[:50]), strict=True))
