@@ -49,6 +49,14 @@ def weights_scanned(serialization: Serialization) -> bool:
     return any(f.kind == "weights" and f.status != FileStatus.SKIPPED.value for f in serialization.files)
 
 
+def weights_status(serialization: Serialization) -> FileStatus:
+    """The worst status among weight files only (code, templates and hub-only entries left out): what decides
+    whether pickle weights may be loaded with torch.load(weights_only=True)."""
+    order = [FileStatus.SKIPPED, FileStatus.SAFE, FileStatus.SUSPICIOUS, FileStatus.DANGEROUS]
+    statuses = [FileStatus(f.status) for f in serialization.files if f.kind == "weights"] or [FileStatus.SKIPPED]
+    return max(statuses, key=order.index)
+
+
 def static_severity(serialization: Serialization) -> Severity:
     """The worst severity of the static findings."""
     return Severity.worst(*(Severity(f.severity) for f in serialization.files if f.severity))
