@@ -363,6 +363,7 @@ def load(url_for, requests: int, concurrency: int) -> dict:
     """`requests` GETs from `concurrency` threads (one keep-alive client each); latency summary."""
     latencies: list[float] = []
     errors = 0
+    kinds: dict[str, int] = {}
     lock = threading.Lock()
     counter = iter(range(requests))
 
@@ -372,13 +373,17 @@ def load(url_for, requests: int, concurrency: int) -> dict:
             for i in counter:
                 t0 = time.perf_counter()
                 try:
-                    ok = client.get(url_for(i)).status_code == 200
-                except httpx.HTTPError:
-                    ok = False
+                    status = client.get(url_for(i)).status_code
+                    kind = str(status)
+                except httpx.HTTPError as exc:
+                    status, kind = 0, type(exc).__name__
+                ok = status == 200
                 elapsed = time.perf_counter() - t0
                 with lock:
                     latencies.append(elapsed)
                     errors += not ok
+                    if not ok:
+                        kinds[kind] = kinds.get(kind, 0) + 1
 
     threads = [threading.Thread(target=run) for _ in range(concurrency)]
     t0 = time.perf_counter()
@@ -390,6 +395,7 @@ def load(url_for, requests: int, concurrency: int) -> dict:
     return {
         **summary_ms(latencies),
         "errors": errors,
+        "error_kinds": kinds,
         "requests_per_s": round(len(latencies) / wall, 1),
         "concurrency": concurrency,
     }

@@ -19,6 +19,7 @@ class GuardedH11Protocol(H11Protocol):
     header_timeout_s = HEADER_TIMEOUT_S
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        self._head_generation = 0
         super().connection_made(transport)
         self._arm_head_deadline()
 
@@ -27,9 +28,13 @@ class GuardedH11Protocol(H11Protocol):
         self._arm_head_deadline()
 
     def _arm_head_deadline(self) -> None:
-        self.loop.call_later(self.header_timeout_s, self._head_deadline, self.conn)
+        """From now (connection open, or the previous response sent) the next request head has a deadline."""
+        self._head_generation += 1
+        self.loop.call_later(self.header_timeout_s, self._head_deadline, self._head_generation)
 
-    def _head_deadline(self, conn: h11.Connection) -> None:
-        """Close the connection if it is still waiting for the head of the same request."""
-        if conn is self.conn and self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+    def _head_deadline(self, generation: int) -> None:
+        """Close the connection if it is still waiting for the head armed as `generation` (not a later one)."""
+        if generation != self._head_generation or self.transport.is_closing():
+            return
+        if self.conn.their_state is h11.IDLE:
             self.transport.close()

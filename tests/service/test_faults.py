@@ -34,6 +34,16 @@ from web.app import create_app
 pytestmark = pytest.mark.service
 
 AUTH = {"Authorization": f"Bearer {API_TOKEN}"}
+MEASURED: dict[str, float] = {}  # seconds from the fault to the scan's end, written to the CI artifacts
+
+
+@pytest.fixture(scope="module", autouse=True)
+def record_measurements(artifacts_dir):
+    yield
+    if MEASURED:
+        import json
+
+        (artifacts_dir / "faults.json").write_text(json.dumps(MEASURED, indent=2) + "\n")
 
 
 @pytest.fixture
@@ -93,6 +103,7 @@ def test_kill_9_mid_scan_completes_exactly_once_on_another_worker(
     start_worker(settings, "rescuer")  # no beat: the rescuer's own reaper finds the stale lease
     row = finished(pg_engine, scan_id, 45)
     recovered = time.monotonic() - killed_at
+    MEASURED["kill_9_to_succeeded_s"] = round(recovered, 1)
     assert row.status == "succeeded" and row.attempts == 2, (row.status, row.error_code, row.error_message)
     assert recovered < 45
     rows = scans_of(pg_engine, "org/fault-kill")
@@ -129,6 +140,7 @@ def test_a_lost_broker_message_is_resent_and_the_scan_completes(
     row = finished(pg_engine, scan_id, 45)
     assert row.status == "succeeded" and row.attempts == 1, (row.status, row.error_message)
     assert time.monotonic() - lost_at < 45
+    MEASURED["lost_message_to_succeeded_s"] = round(time.monotonic() - lost_at, 1)
     assert httpx.get(f"{server.url}/api/verdict", params={"model": "org/fault-lost"}).status_code == 200
     assert len(scans_of(pg_engine, "org/fault-lost")) == 1
 
@@ -157,6 +169,7 @@ def test_a_worker_that_raises_records_the_failure_once_with_its_cause(
     scan_id = submit(server.url, "org/fault-raise")
     row = finished(pg_engine, scan_id, 30)
     assert time.monotonic() - started < 30
+    MEASURED["raising_worker_submit_to_failed_s"] = round(time.monotonic() - started, 1)
     assert row.status == "failed" and row.error_code == "internal_error" and row.attempts == 1
     assert row.error_message.startswith("PermissionError") and "<path>" in row.error_message
     assert "/var/cache" not in row.error_message
@@ -237,7 +250,9 @@ def test_a_database_stall_mid_scan_ends_the_scan_exactly_once(
     stalling_proxy.open.clear()
     time.sleep(6)  # longer than the lease: the heartbeat cannot reach the database
     stalling_proxy.open.set()
+    resumed = time.monotonic()
     row = finished(pg_engine, scan_id, 60)
+    MEASURED["db_stall_end_to_succeeded_s"] = round(time.monotonic() - resumed, 1)
     assert row.status == "succeeded" and row.attempts in (1, 2), (row.status, row.error_code, row.error_message)
     rows = scans_of(pg_engine, "org/fault-stall")
     assert len(rows) == 1
@@ -267,6 +282,7 @@ def test_a_stalled_database_fails_requests_fast_and_healthz_says_so(make_setting
         health = httpx.get(f"{server.url}/healthz", timeout=10)
         assert health.status_code == 503 and health.json()["database"] == "timeout"
         assert time.monotonic() - started < 2.0
+        MEASURED["stalled_db_healthz_s"] = round(time.monotonic() - started, 2)
         results: list[tuple[int, float]] = []
 
         def gate() -> None:
@@ -285,6 +301,7 @@ def test_a_stalled_database_fails_requests_fast_and_healthz_says_so(make_setting
             t.join()
         assert all(status == 503 for status, _ in results), results
         assert max(seconds for _, seconds in results) < 12, results  # connect timeout 2 s (+ pool wait)
+        MEASURED["stalled_db_api_503_max_s"] = round(max(seconds for _, seconds in results), 2)
         page = httpx.get(f"{server.url}/", timeout=30)
         assert page.status_code == 503 and "Traceback" not in page.text
     finally:
