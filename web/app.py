@@ -139,15 +139,17 @@ def create_app(
 
 
 def _connect_logs() -> None:
-    """Our loggers reach uvicorn's error log (the enqueue-failure line, database outages)."""
+    """Our loggers reach uvicorn's error log (the enqueue-failure line, database outages) when nothing else
+    handles them (under `patronus serve` the root logger has no handler; under a host application it may)."""
     target = logging.getLogger("uvicorn.error")
+    if logging.getLogger().handlers or not target.handlers:
+        return
     for name in ("web", "tasks", "db"):
         logger = logging.getLogger(name)
-        if not logger.handlers and target.handlers:
+        if not logger.handlers:
             for handler in target.handlers:
                 logger.addHandler(handler)
             logger.setLevel(logging.INFO)
-            logger.propagate = False
 
 
 def app_from_env() -> FastAPI:

@@ -95,13 +95,14 @@ def test_verdict_of_a_failed_scan_is_error(env):
     assert verdict["verdict"] == "error" and verdict["error"]["code"] == "nothing_scannable"
 
 
-def test_broker_down_leaves_the_scan_queued_for_the_reaper(make_settings, sessions):
+def test_broker_down_leaves_the_scan_queued_for_the_reaper(make_settings, sessions, caplog):
     def refuse(scan_id: int, task_id: str) -> None:
         raise ConnectionError("broker down")
 
     client = TestClient(create_app(settings=make_settings(), sessions=sessions, enqueue=refuse))
     body = client.post("/api/scans", json={"target": "org/down"}, headers=AUTH).json()
     assert body["created"] and not body["enqueued"]
+    assert any("could not enqueue scan" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
     with sessions() as s:
         assert s.get(Scan, body["id"]).enqueued_at is None
 

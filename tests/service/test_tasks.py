@@ -237,3 +237,34 @@ def test_a_twin_scanning_the_same_commit_is_waited_for_then_reused(task_ctx, hub
         s.get(Scan, first.id).status = "succeeded"
     assert run_scan(task_ctx, second.id).status == "reused"
     assert row(task_ctx, second.id).reused_from_id == first.id
+
+
+def test_hub_supplied_values_are_cleaned_and_bounded_before_the_database():
+    from tasks.lifecycle import bounded_base_models, clean, clean_word, describe, scrub
+
+    assert clean_word("bert", 32) == "bert" and clean_word("x" * 33, 32) is None and clean_word("a b", 32) is None
+    assert clean_word(None, 32) is None and clean_word({"model_type": 1}, 32) is None
+    assert clean("a\x00b\x07c", 10) == "abc" and clean("y" * 5000, 100) == "y" * 100
+    names = [f"org/b{i}" for i in range(3000)] + ["x" * 600, "foo--bar", "a\x00b", 5, None]
+    assert bounded_base_models(names, 20) == [f"org/b{i}" for i in range(20)]
+    assert bounded_base_models(["x" * 600, "foo--bar", "org/ok", "org/ok"], 20) == ["org/ok"]
+    assert scrub({"k\x00": ["v\x00", 1]}) == {"k\ufffd": ["v\ufffd", 1]}
+    message = describe(PermissionError(13, "Permission denied", "/var/cache/patronus/x"))
+    assert message.startswith("PermissionError") and "/var/cache" not in message and "<path>" in message
+
+
+def test_an_unexpected_error_after_the_claim_is_recorded_once_with_its_cause(task_ctx, monkeypatch):
+    import tasks.scan
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("value too long for type character varying(32)")
+
+    monkeypatch.setattr(tasks.scan, "_execute", explode)
+    scan = submit(task_ctx, "org/tiny-bert")
+    outcome = run_scan(task_ctx, scan.id)
+    assert outcome.status == "failed" and outcome.detail == "internal_error"
+    failed = row(task_ctx, scan.id)
+    assert failed.status == "failed" and failed.error_code == "internal_error" and failed.attempts == 1
+    assert "RuntimeError: value too long" in failed.error_message and failed.verdict == "error"
+    assert run_scan(task_ctx, scan.id).status == "skipped"  # redelivery: recorded once, never re-run
+    assert reap(task_ctx) == []
