@@ -450,7 +450,7 @@ def load_encoder(
     target = resolve_device(device)
     kind = _weight_kind(model_dir)
     source_format = kind
-    if kind == "gguf" and not (model_dir / "config.json").is_file():
+    if kind == "gguf":  # no safetensors or pickle weights beside it: the GGUF is the model
         from scanner.gguf_load import dequantize
 
         model_dir = dequantize(model_dir, cache_dir=cache_dir, device=target)
