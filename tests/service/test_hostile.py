@@ -203,6 +203,7 @@ def operations(client) -> list[tuple[str, str, list[dict], list[str]]]:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     derandomize=True,
+    database=None,  # no .hypothesis/ example store in the tree: the same examples run every time
 )
 @given(data=st.data())
 def test_fuzz_the_api_from_its_openapi_schema(client, operations, data):
