@@ -3,4 +3,6 @@
 __version__ = "0.1.0"
 # Bumped whenever a verdict can change for the same model and config; the service re-scans older results.
 # 2: collapse evidence beside the shift (scanner/verdict.py), Bonferroni over both tests.
-ENGINE_VERSION = "2"
+# 3: each representation the encoder lists is scanned (Bonferroni over them); in fine-tuned classifiers, findings
+#    that override confident inputs no better than the model's own strongest task words are set aside (issue 11).
+ENGINE_VERSION = "3"

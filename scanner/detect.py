@@ -32,6 +32,7 @@ from scanner.evidence import (
     tokenize_corpus,
     trim,
 )
+from scanner.evidence.classifier import ClassifierProbe, Override, TaskFeatureNull
 from scanner.progress import Progress, silent
 from scanner.report import Lookalike, Severity, Trigger, Verdict
 from scanner.report.issues import verdict_for
@@ -41,6 +42,7 @@ from scanner.search.vocab import Vocabulary, WordList, encode_words, multi_piece
 from scanner.verdict import Group, group_lookalikes, load_calibration
 
 MAX_WORDS_PER_PIECE = 16
+MOVED_TOKENS = 32  # lineage: tokens whose input embeddings moved most against the base, screened directly
 FLIP_SENTENCES = 64
 
 
@@ -63,6 +65,9 @@ class Finding:
     echoes: list[Echo] = field(default_factory=list)
     flip_rate: float | None = None  # classifiers: share of clean inputs whose label flips
     representation: str | None = None
+    override: Override | None = None  # classifiers: how it acts on confident inputs (scanner.evidence.classifier)
+    task_feature: bool = False  # classifiers: it overrides no better than the model's own strongest task words
+    base_score: float | None = None  # lineage: the same candidate's score in the known base model
 
 
 @dataclass
@@ -80,6 +85,10 @@ class Detection:
     null: dict[str, Any] = field(default_factory=dict)
     null_scores: dict[str, list[float]] = field(default_factory=dict)  # per representation: the null's own scores
     representations: list[str | None] = field(default_factory=list)
+    raw_max_score: float = 0.0  # the best score before task features were set aside (classifiers)
+    task_features: list[Finding] = field(default_factory=list)  # findings explained as task features
+    natural_ceiling: float | None = None  # classifiers: best override of the model's natural task words
+    base_threshold: float | None = None  # lineage: significance in the base model (None: no base given)
 
 
 def _neighbours(embedding: torch.Tensor, allowed: torch.Tensor, token: int, n: int) -> list[int]:
@@ -121,9 +130,16 @@ class Detector:
     """One behavioural scan of one model."""
 
     def __init__(
-        self, encoder: LoadedEncoder, sentences: list[str], config: Profile, seed: int, progress: Progress = silent
+        self,
+        encoder: LoadedEncoder,
+        sentences: list[str],
+        config: Profile,
+        seed: int,
+        progress: Progress = silent,
+        base: LoadedEncoder | None = None,
     ) -> None:
         self.encoder = encoder
+        self.base = base if base is not None and _same_vocabulary(base, encoder) else None
         self.config = config
         self.progress = progress
         self.gen = torch.Generator().manual_seed(seed)
@@ -143,6 +159,32 @@ class Detector:
         self.scans = [_RepresentationScan(self, rep) for rep in self.representations]
         self.embedding = encoder.embedding_matrix.detach()
         self.allowed = self.vocab.mask(self.embedding.shape[0]).to(self.embedding.device)
+
+    def _moved_tokens(self, n: int = MOVED_TOKENS) -> list[list[int]]:
+        """Lineage: the searchable tokens whose input embeddings moved most against the base model."""
+        if self.base is None:
+            return []
+        base = self.base.embedding_matrix.detach().to(self.embedding.device)
+        if base.shape != self.embedding.shape:
+            return []
+        moved = (self.embedding.float() - base.float()).norm(dim=-1).masked_fill(~self.allowed, -1.0)
+        return [[int(t)] for t in moved.topk(min(n, int(self.allowed.sum()))).indices]
+
+    def _lineage(self, findings: list[Finding]) -> float | None:
+        """Each finding's score in the known base model, against the base's own null (same sentences, same
+        positions): a transferable backdoor already fires there, a task feature of the fine-tune does not."""
+        if self.base is None or not findings:
+            return None
+        runner = FeatureRunner(self.base, self.config.batch_size)
+        search = self.search_corpus
+        stats = CleanStats.fit(
+            clean_features(runner, search.take(torch.arange(min(256, len(search)), device=search.ids.device)))
+        )
+        evidence = EvidenceSet(runner, self.stat_corpus, stats, self.scans[0].evidence.positions)
+        null = evidence.null(null_tokens(self.vocab.ids.tolist(), self.config.null_tokens, random.Random(1)))
+        for f, st in zip(findings, evidence.evaluate([f.head.tokens for f in findings]), strict=True):
+            f.base_score = null.score(st)
+        return significance_threshold(len(self.vocab) * TESTS_PER_CANDIDATE)
 
     @property
     def tests(self) -> int:
@@ -202,7 +244,7 @@ class Detector:
         where = f" ({scan.representation})" if scan.representation else ""
         self.progress("search", 0.0, f"null distribution from random rare tokens{where}")
         null = scan.null = scan.evidence.null(null_tokens(self.vocab.ids.tolist(), cfg.null_tokens, self.rng))
-        candidates = self._search(scan, words)
+        candidates = self._search(scan, words) + self._moved_tokens()
         if seed_triggers:
             candidates += [ids for ids in encode_words(self.encoder.tokenizer, seed_triggers) if ids]
         if cfg.screen_tokens:
@@ -223,11 +265,13 @@ class Detector:
         findings: list[Finding] = []
         paper: list[list[int]] = []
         scores: list[float] = []
+        below: list[float] = []  # scores of the candidates no finding holds
         nulls: dict[str, Any] = {}
         null_scores: dict[str, list[float]] = {}
         for scan in self.scans:
             unique, significant, null = self._scan(scan, threshold, words, seed_triggers)
             scores += [null.score(s) for s in unique]
+            below += [null.score(s) for s in unique if null.score(s) < threshold]
             groups = group_lookalikes(significant, null.score, self._embedding_similarity)
             findings += [self._finding(g, null, scan.representation) for g in groups]
             paper += [s.tokens for s in unique if s.paper_rule and s.tokens not in paper]
@@ -235,7 +279,15 @@ class Detector:
             nulls[key] = null.summary()
             null_scores[key] = list(null.samples)
         findings = _distinct(findings)
-        max_score = max(scores, default=0.0)
+        raw_max = max(scores, default=0.0)
+        ceiling = self._task_features(findings) if self.encoder.classifier is not None and findings else None
+        base_threshold = self._lineage(findings)
+        if base_threshold is not None:  # what already fires in the base is inherited, not a task feature
+            for f in findings:
+                f.task_feature = f.task_feature and (f.base_score or 0.0) < base_threshold
+        task = [f for f in findings if f.task_feature]
+        findings = [f for f in findings if not f.task_feature]
+        max_score = max([f.score for f in findings] + below, default=0.0) if task else raw_max
         calibration = load_calibration()
         probability = calibration.probability(max_score)
         verdict, severity = verdict_for(probability)
@@ -252,7 +304,22 @@ class Detector:
             null={**null_info, "calibration": calibration.provenance},
             null_scores=null_scores,
             representations=self.representations,
+            raw_max_score=raw_max,
+            task_features=task,
+            natural_ceiling=ceiling,
+            base_threshold=base_threshold,
         )
+
+    def _task_features(self, findings: list[Finding]) -> float:
+        """Classifiers: measure each finding's override against the model's strongest natural task words and mark
+        those it explains (issue 11). Returns the natural ceiling."""
+        probe = ClassifierProbe(self.encoder, self.search_corpus, self.gen, self.config.inserts)
+        natural = probe.natural_words(self.encoder.tokenizer, self.rng)
+        null = TaskFeatureNull.fit([probe.override(w) for w in natural])
+        for f in findings:
+            f.override = probe.override(f.head.tokens)
+            f.task_feature = null.explains(f.override)
+        return null.ceiling
 
     def _finding(self, group: Group, null: EvidenceNull, representation: str | None) -> Finding:
         head = group.head
@@ -274,6 +341,13 @@ class Detector:
         ea = self.embedding[a.tokens].float().mean(0)
         eb = self.embedding[b.tokens].float().mean(0)
         return float(F.cosine_similarity(ea, eb, dim=0))
+
+
+def _same_vocabulary(a: LoadedEncoder, b: LoadedEncoder) -> bool:
+    """Lineage needs the base to tokenize alike (the same ids mean the same pieces)."""
+    ta: Any = a.tokenizer
+    tb: Any = b.tokenizer
+    return bool(ta.get_vocab() == tb.get_vocab())
 
 
 def _distinct(findings: list[Finding]) -> list[Finding]:
@@ -329,3 +403,38 @@ def report_triggers(detection: Detection, tokenizer: Any) -> list[Trigger]:
 def paper_rule_texts(detection: Detection, tokenizer: Any) -> list[str]:
     """The candidates the paper's cosine rule flags, as text."""
     return [_text(tokenizer, t) for t in detection.paper_rule]
+
+
+def detection_evidence(detection: Detection, tokenizer: Any) -> dict[str, Any]:
+    """What the report records beside its triggers: the null's own scores (the report's picture) and, for
+    classifiers, the findings explained as task features with their override against the natural ceiling."""
+    out: dict[str, Any] = {"null_scores": detection.null_scores}
+    if detection.natural_ceiling is not None:
+        out["max_score_raw"] = round(detection.raw_max_score, 3)
+        out["natural_override_ceiling"] = round(detection.natural_ceiling, 3)
+        out["override"] = {
+            _text(tokenizer, f.head.tokens): round(f.override.override, 3)
+            for f in detection.findings
+            if f.override is not None
+        }
+        out["task_features"] = [
+            {
+                "text": _text(tokenizer, f.head.tokens),
+                "score": round(f.score, 3),
+                "shift": round(f.head.shift, 4),
+                "flip_rate": f.flip_rate,
+                "override": None if f.override is None else round(f.override.override, 3),
+                "target": None if f.override is None else f.override.target,
+            }
+            for f in detection.task_features
+        ]
+    if detection.base_threshold is not None:
+        out["lineage"] = {
+            "base_threshold": round(detection.base_threshold, 3),
+            "base_scores": {
+                _text(tokenizer, f.head.tokens): round(f.base_score, 3)
+                for f in detection.findings + detection.task_features
+                if f.base_score is not None
+            },
+        }
+    return out

@@ -64,10 +64,10 @@ def _skip_behavioural(report: Report, reason: str, severity: Severity | None = N
 
 
 def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progress: Progress,
-                 seed_triggers: list[str] | None) -> None:
+                 seed_triggers: list[str] | None, base: str | Path | None = None) -> None:
     """Load the encoder (never remote code, pickle only when cleared) and run the trigger search."""
     from scanner.corpus import load_corpus
-    from scanner.detect import Detector, paper_rule_texts, report_triggers
+    from scanner.detect import Detector, detection_evidence, paper_rule_texts, report_triggers
     from scanner.search.config import profile
 
     worst = report.serialization.worst_status
@@ -92,7 +92,8 @@ def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progres
     search_config = profile(config.profile)
     report.scan.config = {**config.identity(), "search": search_config.to_dict()}
     sentences = load_corpus(config.corpus)
-    detection = Detector(encoder, sentences, search_config, config.seed, progress).run(seed_triggers)
+    base_encoder = load_encoder(Path(base), config.device) if base is not None else None  # lineage (local dir)
+    detection = Detector(encoder, sentences, search_config, config.seed, progress, base=base_encoder).run(seed_triggers)
     report.verdict = detection.verdict
     report.probability = round(detection.probability, 6)
     report.triggers = report_triggers(detection, encoder.tokenizer)
@@ -101,12 +102,14 @@ def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progres
         "max_score": round(detection.max_score, 3), "threshold": round(detection.threshold, 3),
         "null": detection.null, "paper_rule_triggers": paper_rule_texts(detection, encoder.tokenizer)[:50],
         "paper_rule_verdict": "backdoored" if detection.paper_rule else "clean",
+        **detection_evidence(detection, encoder.tokenizer),
     }
 
 
 def scan(target: str | ModelRef, config: ScanConfig | None = None, progress: Progress = silent,
-         seed_triggers: list[str] | None = None) -> Report:
-    """Scan one model. `seed_triggers` (e.g. a backdoored base model's triggers) are tested directly too."""
+         seed_triggers: list[str] | None = None, base: str | Path | None = None) -> Report:
+    """Scan one model. `seed_triggers` (e.g. a backdoored base model's triggers) are tested directly too; `base`
+    (a local model directory this one was fine-tuned from) adds lineage evidence: each finding scored in the base."""
     config = config or ScanConfig()
     started, t0 = _now(), time.monotonic()
     report = Report(model=ModelInfo(source="local", id=str(target)))
@@ -130,7 +133,7 @@ def scan(target: str | ModelRef, config: ScanConfig | None = None, progress: Pro
             )
         _describe_config(report, snapshot.local_dir)
         if config.behavioural:
-            _behavioural(report, snapshot, config, progress, seed_triggers)
+            _behavioural(report, snapshot, config, progress, seed_triggers, base)
         else:
             _skip_behavioural(report, "behavioural scan disabled (--static-only)")
     except PatronusError as exc:

@@ -99,3 +99,6 @@ def test_task_feature_null_explains_what_natural_words_match() -> None:
     assert null.explains(Override(target=0, override=0.6, n=32))
     assert not null.explains(Override(target=0, override=0.95, n=32))
     assert not TaskFeatureNull([0.9, 1.0]).explains(Override(target=1, override=1.0, n=32))
+    # every sentence already predicted as the target: override cannot be measured, so nothing is explained away
+    assert not null.explains(Override(target=0, override=0.0, n=0))
+    assert TaskFeatureNull.fit([Override(0, 0.5, 10), Override(1, 0.0, 0)]).overrides == [0.5]

@@ -132,12 +132,18 @@ class ClassifierProbe:
 class TaskFeatureNull:
     """Override of the model's strongest natural task words."""
 
-    overrides: list[float]
+    overrides: list[float]  # of the natural words that could be tested (a confident sentence of another class)
+
+    @classmethod
+    def fit(cls, measured: Sequence[Override]) -> TaskFeatureNull:
+        return cls([o.override for o in measured if o.n > 0])
 
     @property
     def ceiling(self) -> float:
         return max(self.overrides, default=0.0)
 
     def explains(self, candidate: Override, margin: float = OVERRIDE_MARGIN) -> bool:
-        """True when the candidate overrides no better than the strongest natural word (plus the margin)."""
-        return candidate.override < min(1.0, self.ceiling + margin)
+        """True when the candidate overrides no better than the strongest natural word (plus the margin). A candidate
+        whose target is the only class the model is confident about cannot be tested (no confident sentence of
+        another class): it is never explained away."""
+        return candidate.n > 0 and candidate.override < min(1.0, self.ceiling + margin)

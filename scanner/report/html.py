@@ -12,6 +12,7 @@ import jinja2
 
 from scanner import __version__
 from scanner.report.issues import issues_of
+from scanner.report.nullplot import null_plot
 from scanner.report.schema import FileStatus, Report, Severity, SkipCategory, Verdict
 from scanner.report.views import (
     NO_EXTRAS,
@@ -90,6 +91,7 @@ def report_context(report: Report, extras: ReportExtras = NO_EXTRAS, *, embedded
         "model_rows": _model_rows(report),
         "triggers": triggers,
         "show_flip_rate": any(t.flip_rate is not None for t in triggers),
+        "null_plot": null_plot(report),
         "mitigation": extras.mitigation,
         "report_file": REPORT_FILE,
         "purification": purification_view(extras.purification),
