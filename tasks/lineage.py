@@ -6,7 +6,7 @@ recovered triggers are the cheapest first test of every model derived from it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +84,22 @@ def backdoored_scan_of(session: Session, base: Model) -> Scan | None:
     )
 
 
-def candidate_triggers_for(session: Session, model: Model, limit: int = 20) -> list[str]:
+def candidate_triggers_for(
+    session: Session, model: Model, limit: int = 20, visible: Callable[[Model], bool] | None = None
+) -> list[str]:
     """Triggers recovered from backdoored base models this model derives from, strongest first (deduplicated).
 
     The scan task stores them on the scan row (`seed_triggers`) and passes them to
-    `scanner.pipeline.scan(..., seed_triggers=...)`, which tests them directly on the derived model.
+    `scanner.pipeline.scan(..., seed_triggers=...)`, which tests them directly on the derived model. `visible`
+    (pages) skips bases the reader may not see: a private base's triggers stay private.
     """
     triggers: list[str] = []
     for link in session.scalars(select(Lineage).where(Lineage.model_id == model.id).order_by(Lineage.id)):
         base = link.base_model or session.scalar(
             select(Model).where(Model.source == "hub", Model.name == link.base_name)
         )
+        if base is not None and visible is not None and not visible(base):
+            continue
         scan = backdoored_scan_of(session, base) if base is not None else None
         if scan is None:
             continue

@@ -206,7 +206,7 @@ def model_page(
         base_rows, derived_rows = _lineage_rows(s, model, reader, ctx)
         from tasks.lineage import candidate_triggers_for
 
-        seeds = candidate_triggers_for(s, model)
+        seeds = candidate_triggers_for(s, model, visible=lambda base: can_read(base, reader, ctx.settings))
     return render(
         request,
         "model.html",

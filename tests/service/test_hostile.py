@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from db.models import Lineage, Model, Scan, ScanStatus, utcnow
+from db.models import Finding, Lineage, Model, Scan, ScanStatus, utcnow
 from db.repo import ScanKey, Target, get_or_create_model, get_or_create_revision, submit_scan
 from tasks.context import TaskContext
 from tasks.scan import run_scan
@@ -349,7 +349,8 @@ def _finished(s, name: str, source: str = "hub", private: bool | None = False, v
 def test_private_gated_and_local_reports_need_a_token(make_settings, sessions):
     with sessions() as s, s.begin():
         public = _finished(s, "org/open")
-        secret = _finished(s, "org/secret", private=True)
+        secret = _finished(s, "org/secret", private=True, verdict="backdoored")
+        s.add(Finding(scan_id=secret.id, kind="trigger", text="cf zq secret", severity="critical", p_value=1e-6))
         pending = _finished(s, "org/pending", private=None)
         local = _finished(s, "/srv/models/mine", source="local", private=True)
         s.add(Lineage(model_id=public.model_id, base_name="org/secret", base_model_id=secret.model_id))
@@ -367,10 +368,13 @@ def test_private_gated_and_local_reports_need_a_token(make_settings, sessions):
         assert anon.get(f"/models/{name.lstrip('/')}").status_code == 404, hidden
         for who in (reader, submitter):
             assert who.get(f"/api/scans/{ids[hidden]}").status_code == 200, hidden
-            assert who.get("/api/verdict", params={"model": name}).json()["verdict"] == "clean", hidden
+            verdict = who.get("/api/verdict", params={"model": name}).json()["verdict"]
+            assert verdict == ("backdoored" if hidden == "secret" else "clean"), hidden
     index = anon.get("/").text
     assert "org/open" in index and "org/secret" not in index and "/srv/models/mine" not in index
-    assert "org/secret" not in anon.get("/models/org/open").text  # not even as a lineage base name
+    open_page = anon.get("/models/org/open").text
+    assert "org/secret" not in open_page and "cf zq secret" not in open_page  # no base name, no base's triggers
+    assert "cf zq secret" in reader.get("/models/org/open").text
     assert all(name in reader.get("/").text for name in ("org/open", "org/secret", "org/pending"))
     assert anon.get("/", headers={"Authorization": "Bearer wrong"}).status_code == 403
 
