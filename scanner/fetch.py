@@ -13,6 +13,7 @@ import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
@@ -35,7 +36,8 @@ try:  # the HTTP client under huggingface_hub: httpx2 since 2.x, httpx before
 except ImportError:  # pragma: no cover - huggingface_hub 1.x
     import httpx as _http  # type: ignore[no-redef]
 
-__all__ = ["DEFAULT_MAX_SIZE", "ModelRef", "Snapshot", "fetch", "hub_endpoint", "select_files"]
+__all__ = ["DEFAULT_MAX_SIZE", "LocalTargets", "ModelRef", "Snapshot", "check_revision", "fetch", "hub_endpoint",
+           "select_files"]
 
 MAX_LOCAL_FILES = 10_000  # a model folder holding more is almost certainly the wrong folder
 MAX_CARD_BYTES = 1024**2  # README.md larger than this is not parsed for metadata
@@ -60,6 +62,32 @@ CODE_REASON = "not downloaded: code is never executed"
 # --------------------------------------------------------------------------------------------------- targets
 
 
+class LocalTargets(StrEnum):
+    """How a target string may name a local folder (the one target parser serves the CLI and the service)."""
+
+    ANY = "any"  # the CLI: an existing folder (relative or absolute) is local, anything else a hub id
+    PATHS_ONLY = "paths_only"  # the service: only a path-shaped string (/, ~, ./, ../) is local; a hub id never
+    #                            resolves to a folder that happens to exist in the server's working directory
+
+
+PATH_PREFIXES = ("/", "~", "./", "../", "\\")
+MAX_REVISION = 255
+
+
+def check_revision(revision: str | None) -> str | None:
+    """A branch, tag or commit sha: printable ASCII without spaces, at most 255 characters, no '..'; None stays
+    None. Raises UsageError."""
+    if revision is None:
+        return None
+    revision = revision.strip()
+    if not revision:
+        raise UsageError("--revision must not be empty")
+    if (len(revision) > MAX_REVISION or not revision.isascii() or not revision.isprintable() or " " in revision
+            or ".." in revision or revision.startswith(("-", "/"))):
+        raise UsageError("revision must be a branch, tag or commit sha (letters, digits, . _ - /, at most 255)")
+    return revision
+
+
 @dataclass(frozen=True)
 class ModelRef:
     """What to scan: a hub repo (`repo_id`, optional `revision`) or a local folder (`path`)."""
@@ -73,19 +101,34 @@ class ModelRef:
             raise UsageError("a model reference needs exactly one of a hub repo id or a local path")
 
     @classmethod
-    def parse(cls, target: str, revision: str | None = None) -> ModelRef:
-        """An existing folder is local; otherwise a valid hub repo id ("name" or "org/name"); else UsageError."""
+    def parse(cls, target: str, revision: str | None = None, local: LocalTargets = LocalTargets.ANY) -> ModelRef:
+        """The one target parser. With LocalTargets.ANY (the CLI) an existing folder is local; otherwise (and always
+        with PATHS_ONLY, the service) a path-shaped string is local (not resolved: the caller applies its roots)
+        and anything else must be a valid hub repo id (huggingface_hub's own rules). Raises UsageError."""
         target = target.strip()
-        if revision is not None and not revision.strip():
-            raise UsageError("--revision must not be empty")
+        revision = check_revision(revision)
         if not target:
             raise UsageError("TARGET is empty: give a model folder or a hub repo id such as org/name")
+        if any(ord(ch) < 32 or ord(ch) == 127 for ch in target):
+            raise UsageError("TARGET contains control characters")
+        if local is LocalTargets.PATHS_ONLY:
+            if target.startswith(PATH_PREFIXES) or target in (".", ".."):
+                if revision is not None:
+                    raise UsageError("a revision applies to hub repositories, not to a local folder")
+                return cls(path=Path(target))
+            if _is_repo_id(target):
+                return cls(repo_id=target, revision=revision)
+            raise UsageError(_bad_target_message(target))
         path = Path(target).expanduser()
-        if path.is_dir():
+        try:
+            is_dir, exists = path.is_dir(), path.exists()
+        except (OSError, ValueError):  # a name too long for the file system is no folder
+            is_dir = exists = False
+        if is_dir:
             if revision is not None:
                 raise UsageError(f"--revision applies to hub repositories, not to the local folder {target}")
             return cls(path=path.resolve())
-        if path.exists():
+        if exists:
             raise UsageError(f"{target} is a file; TARGET must be a model folder or a hub repo id")
         if _is_repo_id(target):
             return cls(repo_id=target, revision=revision)

@@ -12,13 +12,13 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
 from db.repo import Target
+from scanner.errors import UsageError
+from scanner.fetch import LocalTargets, ModelRef, check_revision
 from tasks.settings import Settings
 
-REVISION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,254}$")
 FORBIDDEN_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
 MAX_LOCAL_FILES = 10_000
 
@@ -36,39 +36,41 @@ def has_control(value: str) -> bool:
 
 
 def validate_hub_id(target: str) -> str:
-    """`target` if the hub would accept it as a repo id (huggingface_hub's rules), else TargetError."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
-
-    if has_control(target):
-        raise TargetError("the target contains control characters")
-    try:
-        validate_repo_id(target)
-    except HFValidationError as exc:
-        reason = str(exc).split("\n", 1)[0][:200]
-        raise TargetError(f"not a valid hub repo id: {reason}") from exc
-    return target
+    """`target` if the hub would accept it as a repo id (the one target parser, scanner.fetch.ModelRef.parse,
+    with huggingface_hub's rules), else TargetError."""
+    ref = _parse(target)
+    if ref.repo_id is None:
+        raise TargetError("not a valid hub repo id: a path")
+    return ref.repo_id
 
 
 def validate_revision(revision: str | None) -> str | None:
-    """A branch, tag or commit sha: printable, no spaces, at most 255 characters."""
+    """A branch, tag or commit sha (scanner.fetch.check_revision's rules); blank means none."""
     if revision is None or not revision.strip():
         return None
-    revision = revision.strip()
-    if not REVISION.match(revision) or ".." in revision:
-        raise TargetError("revision must be a branch, tag or commit sha (letters, digits, . _ - /)")
-    return revision
+    try:
+        return check_revision(revision)
+    except UsageError as exc:
+        raise TargetError(str(exc)) from exc
+
+
+def _parse(target: str) -> ModelRef:
+    try:
+        return ModelRef.parse(target, local=LocalTargets.PATHS_ONLY)
+    except UsageError as exc:
+        raise TargetError(str(exc)[:300]) from exc
 
 
 def classify_target(target: str, settings: Settings) -> Target:
-    """A hub repo id, or (when allowed) a local folder under a configured root. Raises TargetError."""
+    """A hub repo id, or (when allowed) a local folder under a configured root. Raises TargetError. Parsed by the
+    CLI's parser (scanner.fetch.ModelRef.parse) in its service mode: hub ids never resolve to local folders."""
     target = target.strip()
     if not target:
         raise TargetError("the target is empty: give a hub repo id (org/name)")
-    if has_control(target):
-        raise TargetError("the target contains control characters")
-    if target.startswith(("/", "~", "./", "../", "\\")) or target in (".", ".."):
+    ref = _parse(target)
+    if ref.path is not None:
         return Target("local", str(local_folder(target, settings)))
-    return Target("hub", validate_hub_id(target))
+    return Target("hub", str(ref.repo_id))
 
 
 def local_folder(target: str, settings: Settings) -> Path:

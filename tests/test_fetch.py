@@ -384,3 +384,23 @@ def test_stub_listing_pages_sorts_and_filters() -> None:
             "org/m0", "org/m2", "org/m4"}
         full = next(iter(api.list_models(sort="created_at", limit=1, expand=["createdAt", "sha", "cardData"])))
         assert full.sha == stub.repos["org/m4"].head.sha and full.created_at.day == 5
+
+
+def test_one_target_parser_for_cli_and_service(tmp_path: Path, monkeypatch) -> None:
+    """Regression: the CLI and the API accepted different targets. Both go through ModelRef.parse now; the service
+    mode never resolves a hub id to a folder that exists in the working directory."""
+    from scanner.fetch import LocalTargets, ModelRef, check_revision
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "org" / "name").mkdir(parents=True)
+    assert ModelRef.parse("org/name").path is not None  # the CLI: an existing folder wins
+    assert ModelRef.parse("org/name", local=LocalTargets.PATHS_ONLY) == ModelRef(repo_id="org/name")
+    assert ModelRef.parse("/srv/models/m", local=LocalTargets.PATHS_ONLY).path == Path("/srv/models/m")
+    for bad in ("foo--bar", "org/name.git", "a/b/c", "org/na\x00me", "x" * 300):
+        for mode in LocalTargets:
+            with pytest.raises(UsageError):
+                ModelRef.parse(bad, local=mode)
+    for bad_rev in ("", "a b", "../x", "-rf", "x" * 256, "v1\x00"):
+        with pytest.raises(UsageError):
+            check_revision(bad_rev)
+    assert check_revision("v1.2") == "v1.2" and check_revision(None) is None
