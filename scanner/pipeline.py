@@ -29,7 +29,7 @@ from scanner.report import (
     Verdict,
 )
 from scanner.report.issues import finalize
-from scanner.static import scan_snapshot, static_severity, weights_scanned
+from scanner.static import scan_snapshot, weights_status, static_severity, weights_scanned
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progres
     from scanner.detect import Detector, detection_evidence, paper_rule_texts, report_triggers
     from scanner.search.config import profile
 
-    worst = report.serialization.worst_status
+    worst = weights_status(report.serialization)  # weight files only: a stray script does not block the load
     if worst is FileStatus.DANGEROUS:
         _skip_behavioural(report, "weights not loaded: the static scan found dangerous pickle content")
         return
