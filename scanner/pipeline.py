@@ -29,7 +29,7 @@ from scanner.report import (
     Verdict,
 )
 from scanner.report.issues import finalize
-from scanner.static import scan_snapshot, weights_status, static_severity, weights_scanned
+from scanner.static import scan_snapshot, static_severity, weights_scanned, weights_status
 
 log = logging.getLogger(__name__)
 
