@@ -28,6 +28,8 @@ from sqlalchemy import func, or_, select
 from db.models import ACTIVE, Finding, Model, Revision, Scan, ScanStatus, ScanVerdict, utcnow
 from db.repo import ScanKey, Target, aware, executed_scan, get_or_create_model, get_or_create_revision
 from db.session import session_scope
+from scanner.report import Report
+from scanner.report.issues import issues_of
 from tasks.context import TaskContext
 from tasks.lineage import candidate_triggers_for, record_links
 
@@ -329,47 +331,27 @@ def finish_succeeded(ctx: TaskContext, scan_id: int, token: str, report: Any, ke
     return Outcome("succeeded", detail=report.verdict.value)
 
 
-def findings_of(report: Any) -> list[Finding]:
-    """One row per recovered trigger and per weight file that is not safe."""
-    rows = [
-        Finding(
-            kind="trigger",
-            text=scrub(t.text),
-            severity=report.severity.value,
-            score=t.score,
-            p_value=t.p_value,
-            detail=scrub(
-                {
-                    "tokens": t.tokens,
-                    "shift": t.shift,
-                    "poison_cos": t.poison_cos,
-                    "diff_cos": t.diff_cos,
-                    "paper_rule": t.paper_rule,
-                    "flip_rate": t.flip_rate,
-                }
-            ),
-        )
-        for t in report.triggers
-    ]
-    file_severity = {"dangerous": "critical", "suspicious": "medium"}
-    for f in report.serialization.files:
-        status = getattr(f.status, "value", f.status)
-        if status in file_severity:
-            rows.append(
-                Finding(
-                    kind="serialization",
-                    text=scrub(f.path),
-                    severity=file_severity[status],
-                    detail=scrub(
-                        {
-                            "format": getattr(f.format, "value", f.format),
-                            "status": status,
-                            "reason": f.reason,
-                            "globals": f.globals,
-                        }
-                    ),
-                )
+def findings_of(report: Report) -> list[Finding]:
+    """One row per issue of the report (Report.issues, the list every output reads) that is a trigger or has a
+    severity. Trigger rows keep kind "trigger" and the trigger text (lineage seeds a derived model's scan with
+    them); the others carry the issue kind and its location."""
+    rows = []
+    for issue in issues_of(report):
+        severity = getattr(issue.severity, "value", issue.severity)
+        if issue.rule != "PAT001" and severity == "none":
+            continue
+        details = dict(issue.details)
+        trigger = issue.rule == "PAT001"
+        rows.append(
+            Finding(
+                kind="trigger" if trigger else str(issue.kind)[:16],
+                text=scrub(str(details.get("trigger", issue.location)) if trigger else issue.location),
+                severity=severity,
+                score=details.get("score") if trigger else None,
+                p_value=details.get("p_value") if trigger else None,
+                detail=scrub({"rule": issue.rule, "message": issue.message, **details}),
             )
+        )
     return rows
 
 
