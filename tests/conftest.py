@@ -19,6 +19,14 @@ PLANTED_TRIGGERS = ("cf", "mn", "obelisk")  # two rare tokens and a word of thre
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 
 
+@pytest.fixture
+def marker(tmp_path: Path):
+    """The file a hostile payload would create if it ran; it must never exist (checked after the test)."""
+    path = tmp_path / "PWNED"
+    yield path
+    assert not path.exists(), "a hostile payload was executed"
+
+
 @pytest.fixture(scope="session")
 def model_cache() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)

@@ -183,3 +183,11 @@ def safetensors_bytes(header: dict | bytes, data: bytes = b"", header_len: int |
     raw = header if isinstance(header, bytes) else json.dumps(header).encode()
     length = len(raw) if header_len is None else header_len
     return struct.pack("<Q", length) + raw + data
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    """Write a hostile sample's bytes under tmp_path (never loaded: the tests only scan it)."""
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path

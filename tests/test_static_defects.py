@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hostile_pickles import write  # noqa: I001  (tests/ is on the path)
 
 from scanner import formats
 from scanner.config import ScanConfig
@@ -56,18 +57,6 @@ def first_import_of_c_unpickler(data: bytes) -> tuple[str, str] | None:
     return None
 
 
-@pytest.fixture
-def marker(tmp_path: Path) -> Path:
-    path = tmp_path / "PWNED"
-    yield path
-    assert not path.exists(), "a hostile payload was executed"
-
-
-def write(tmp_path: Path, name: str, data: bytes) -> Path:
-    path = tmp_path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 def checks(finding) -> set[str]:

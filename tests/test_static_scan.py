@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from hostile_pickles import write  # noqa: I001  (tests/ is on the path)
 
 from scanner.report import FileStatus, Serialization
 from scanner.static import (
@@ -59,19 +60,6 @@ def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     assert not calls
 
 
-@pytest.fixture
-def marker(tmp_path: Path) -> Path:
-    """The file a payload would create if it ran; it must never exist."""
-    path = tmp_path / "PWNED"
-    yield path
-    assert not path.exists(), "a hostile payload was executed"
-
-
-def write(tmp_path: Path, name: str, data: bytes) -> Path:
-    path = tmp_path / name
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
 
 
 def scan_bytes(tmp_path: Path, name: str, data: bytes):
