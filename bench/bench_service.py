@@ -41,9 +41,9 @@ from sqlalchemy.orm import Session
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from db.migrate import upgrade  # noqa: E402
 from db.models import Finding, Model, Revision, Scan  # noqa: E402
 from db.repo import ScanKey  # noqa: E402
+from db.scratch import scratch_database  # noqa: E402
 from db.session import make_engine, make_session_factory  # noqa: E402
 from tasks.context import TaskContext  # noqa: E402
 from tasks.settings import Settings  # noqa: E402
@@ -76,29 +76,13 @@ def summary_ms(values: list[float]) -> dict[str, float]:
 
 
 def fresh_database() -> tuple[str, object]:
-    from sqlalchemy.engine import make_url
-
-    admin = make_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"patronus_bench_{os.getpid()}"
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
-    return url, (admin, name)
+    """A scratch database (db.scratch) and the handle drop_database closes it with."""
+    database = scratch_database(PG_ADMIN, f"patronus_bench_{os.getpid()}")
+    return database.__enter__(), database
 
 
 def drop_database(handle) -> None:
-    admin, name = handle
-    with admin.connect() as conn:
-        conn.execute(
-            text(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
-                "AND pid <> pg_backend_pid()"
-            )
-        )
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    handle.__exit__(None, None, None)
 
 
 def truncate(engine) -> None:

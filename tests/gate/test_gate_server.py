@@ -33,32 +33,15 @@ pytestmark = pytest.mark.service
 def pg_url() -> Iterator[str]:
     """A database of this module's own (created, migrated, dropped): one session can run these and tests/service
     side by side without both creating and dropping the same database."""
-    from sqlalchemy import text
-    from sqlalchemy.engine import make_url
+    from db.scratch import scratch_database
 
-    from db.migrate import upgrade
-    from db.session import make_engine
-
-    admin = make_engine(_service.PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"patronus_test_gate_{os.getpid()}"
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        database = scratch_database(_service.PG_ADMIN_URL, f"patronus_test_gate_{os.getpid()}")
+        url = database.__enter__()
     except Exception as exc:
         pytest.fail(f"Postgres is not reachable at {_service.PG_ADMIN_URL} ({type(exc).__name__}: {exc})")
-    url = make_url(_service.PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    upgrade(url)
     yield url
-    with admin.connect() as conn:
-        conn.execute(
-            text(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
-                "AND pid <> pg_backend_pid()"
-            )
-        )
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    database.__exit__(None, None, None)
 
 
 @pytest.fixture

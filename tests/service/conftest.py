@@ -42,33 +42,18 @@ pytestmark = pytest.mark.service
 @pytest.fixture(scope="session")
 def pg_url() -> Iterator[str]:
     """A fresh database migrated to head with Alembic; dropped after the session."""
-    from sqlalchemy.engine import make_url
+    from db.scratch import scratch_database
 
-    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    name = f"patronus_test_{os.getpid()}"
     try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        database = scratch_database(PG_ADMIN_URL, f"patronus_test_{os.getpid()}")
+        url = database.__enter__()
     except Exception as exc:  # not a skip: the service tests need it
         pytest.fail(
             f"Postgres is not reachable at {PG_ADMIN_URL} ({type(exc).__name__}: {exc}); start it "
             "(CI: .ci/run starts it with pg_ctlcluster)"
         )
-    url = make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    from db.migrate import upgrade
-
-    upgrade(url)
     yield url
-    with admin.connect() as conn:
-        conn.execute(
-            text(
-                f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{name}' "
-                "AND pid <> pg_backend_pid()"
-            )
-        )
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
+    database.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")
