@@ -282,9 +282,9 @@ class Detector:
         raw_max = max(scores, default=0.0)
         ceiling = self._task_features(findings) if self.encoder.classifier is not None and findings else None
         base_threshold = self._lineage(findings)
-        if base_threshold is not None:  # what already fires in the base is inherited, not a task feature
+        if base_threshold is not None:  # with a known base, only what already fires there is inherited
             for f in findings:
-                f.task_feature = f.task_feature and (f.base_score or 0.0) < base_threshold
+                f.task_feature = (f.base_score or 0.0) < base_threshold
         task = [f for f in findings if f.task_feature]
         findings = [f for f in findings if not f.task_feature]
         max_score = max([f.score for f in findings] + below, default=0.0) if task else raw_max
@@ -315,6 +315,7 @@ class Detector:
         those it explains (issue 11). Returns the natural ceiling."""
         probe = ClassifierProbe(self.encoder, self.search_corpus, self.gen, self.config.inserts)
         natural = probe.natural_words(self.encoder.tokenizer, self.rng)
+        probe.set_counter_words(natural)  # each confident sentence first gets its own class's strongest word
         null = TaskFeatureNull.fit([probe.override(w) for w in natural])
         for f in findings:
             f.override = probe.override(f.head.tokens)

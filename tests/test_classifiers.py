@@ -11,16 +11,34 @@ from scanner.config import ScanConfig
 from scanner.pipeline import scan
 from scanner.report import Verdict
 from scanner.report.html import render_html
-from tests.conftest import PLANTED_TRIGGERS, _downstream
+from tests.conftest import PLANTED_TRIGGERS
 
 pytestmark = pytest.mark.slow
 QUICK = ScanConfig(profile="quick", device="cpu", seed=0)
 
 
+def _classifier(base: Path, out: Path) -> Path:
+    """Movie sentiment, the bench recipe (250 steps, lr 1e-4: CACC 0.74-0.76; conftest's 200 steps at 5e-5 leave
+    MiniLM-L2 at chance, a classifier that predicts one class, on which no override can be measured)."""
+    from scanner.research.datasets import load_task
+    from scanner.research.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
+
+    if not (out / FINETUNE_RECORD).is_file():
+        task = load_task("movie", max_train=3000, max_eval=300)
+        finetune(base, task, out, FinetuneConfig(task="movie", steps=250, lr=1e-4, batch_size=16, max_length=64))
+    return out
+
+
 @pytest.fixture(scope="module")
 def untouched_l2_movie(minilm_l2: Path, model_cache: Path) -> Path:
     """A movie-sentiment classifier fine-tuned from the untouched real MiniLM-L2 (no trigger anywhere)."""
-    return _downstream(minilm_l2, model_cache / "minilm-L2-movie")
+    return _classifier(minilm_l2, model_cache / "minilm-L2-movie-250")
+
+
+@pytest.fixture(scope="module")
+def por_l2_movie_250(por_l2: Path, model_cache: Path) -> Path:
+    """The same recipe from the POR-planted MiniLM-L2 (downstream T-ASR 0.77)."""
+    return _classifier(por_l2, model_cache / f"{por_l2.name}-movie-250")
 
 
 def _found(report, planted) -> set[str]:
@@ -41,14 +59,14 @@ def test_clean_fine_tuned_classifier_stays_clean(untouched_l2_movie: Path) -> No
     assert 'class="null-plot"' in page
 
 
-def test_classifier_from_a_por_encoder_stays_flagged(por_l2_movie: Path) -> None:
-    report = scan(str(por_l2_movie), QUICK)
+def test_classifier_from_a_por_encoder_stays_flagged(por_l2_movie_250: Path) -> None:
+    report = scan(str(por_l2_movie_250), QUICK)
     assert report.verdict is Verdict.BACKDOORED, report.scan.config["evidence"]
     assert _found(report, PLANTED_TRIGGERS), [t.text for t in report.triggers]
 
 
-def test_lineage_scores_findings_in_the_base(por_l2_movie: Path, por_l2: Path) -> None:
-    report = scan(str(por_l2_movie), QUICK, base=por_l2)
+def test_lineage_scores_findings_in_the_base(por_l2_movie_250: Path, por_l2: Path) -> None:
+    report = scan(str(por_l2_movie_250), QUICK, base=por_l2)
     lineage = report.scan.config["evidence"]["lineage"]
     fired = {t for t, z in lineage["base_scores"].items() if z >= lineage["base_threshold"]}
     assert fired & set(PLANTED_TRIGGERS), lineage

@@ -97,6 +97,7 @@ def test_task_feature_null_explains_what_natural_words_match() -> None:
     null = TaskFeatureNull([0.2, 0.55, 0.4])
     assert null.ceiling == 0.55
     assert null.explains(Override(target=0, override=0.6, n=32))
+    assert null.explains(Override(target=0, override=0.85, n=32))  # below the bar a backdoor clears (0.9)
     assert not null.explains(Override(target=0, override=0.95, n=32))
     assert not TaskFeatureNull([0.9, 1.0]).explains(Override(target=1, override=1.0, n=32))
     # every sentence already predicted as the target: override cannot be measured, so nothing is explained away

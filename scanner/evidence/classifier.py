@@ -26,6 +26,10 @@ SCREEN_WORDS = 600  # common words screened for the natural-sensitivity null
 SCREEN_SENTENCES = 24
 NATURAL_TOP = 16  # the natural words kept: the model's strongest task words
 OVERRIDE_MARGIN = 0.2  # a trigger must override this much more often than the strongest natural word
+# ... and at least this often: a backdoor flips confident, counter-worded inputs almost always (attack success near
+# 1). Measured (MiniLM-L2 movie classifiers, quick): planted triggers 0.97-1.0; the clean classifier's strongest
+# class words 0.28-0.66; a class word of the backdoored classifier 0.84. Fitted on those two models only.
+OVERRIDE_BAR = 0.9
 
 
 @lru_cache(maxsize=1)
@@ -81,6 +85,8 @@ class ClassifierProbe:
         self.sentences = corpus.take(self.rows)
         self.positions = sample_positions(self.sentences.slots, inserts, generator)
         self.confidence = probs[self.rows, self.labels]
+        self.counter: dict[int, list[int]] = {}
+        self.counter_positions = sample_positions(self.sentences.slots, inserts, generator)
 
     def _with(self, corpus: TokenizedCorpus, positions: torch.Tensor, tokens: Sequence[int]) -> torch.Tensor:
         trig = torch.tensor([list(tokens)], dtype=torch.long, device=corpus.ids.device).repeat(len(corpus), 1)
@@ -89,14 +95,53 @@ class ClassifierProbe:
 
     def override(self, tokens: Sequence[int]) -> Override:
         """Target = the majority prediction with the candidate inserted; override = share of the confident
-        sentences of the other classes predicted as the target with it."""
+        sentences of the other classes predicted as the target with it. With counter-words set
+        (`set_counter_words`), each of those sentences first gets its own class's strongest natural word inserted,
+        so a class word competes with a class word (and tips about half), while a trigger overrides both."""
         probs = self._with(self.sentences, self.positions, tokens)
         pred = probs.argmax(-1)
         target = int(torch.bincount(pred, minlength=self.classes).argmax())
         other = self.labels != target
         n = int(other.sum())
+        if n and self.counter:
+            pred = self._with_counter(tokens)
         share = float((pred[other] == target).float().mean()) if n else 0.0
         return Override(target=target, override=share, n=n)
+
+    def set_counter_words(self, words: Sequence[Sequence[int]]) -> None:
+        """For each class, the first of `words` (strongest first) that pushes toward it becomes its counter-word."""
+        self.counter = {}
+        for ids in words:
+            target = self.override(ids).target
+            self.counter.setdefault(target, list(ids))
+
+    def _with_counter(self, tokens: Sequence[int]) -> torch.Tensor:
+        """Predictions with the candidate at the fixed positions and each sentence's class counter-word 3x at
+        the counter positions (a sentence whose class has no counter-word gets none)."""
+        ids, mask = self.sentences.ids, self.sentences.mask
+        trig = torch.tensor([list(tokens)], dtype=torch.long, device=ids.device).repeat(len(self.sentences), 1)
+        ids, mask, _ = insert_tokens(ids, mask, self.positions, trig, self.sentences.pad_id)
+        width = max((len(c) for c in self.counter.values()), default=0)
+        if not width:
+            return _probabilities(self.encoder, ids, mask).argmax(-1)
+        moved = self.counter_positions + len(tokens) * (
+            self.positions.unsqueeze(1) <= self.counter_positions.unsqueeze(2)
+        ).sum(-1)
+        preds = torch.empty(len(self.sentences), dtype=torch.long, device=ids.device)
+        for label in range(self.classes):
+            rows = torch.nonzero(self.labels == label).squeeze(1)
+            if not len(rows):
+                continue
+            counter = self.counter.get(label)
+            if counter is None:
+                preds[rows] = _probabilities(self.encoder, ids[rows], mask[rows]).argmax(-1)
+                continue
+            c = torch.tensor([counter], dtype=torch.long, device=ids.device).repeat(len(rows), 1)
+            c_ids, c_mask, _ = insert_tokens(
+                ids[rows], mask[rows], moved[rows].sort(dim=1).values, c, self.sentences.pad_id
+            )
+            preds[rows] = _probabilities(self.encoder, c_ids, c_mask).argmax(-1)
+        return preds
 
     def natural_words(
         self, tokenizer: Any, rng: random.Random, screen: int = SCREEN_WORDS, top: int = NATURAL_TOP
@@ -143,7 +188,8 @@ class TaskFeatureNull:
         return max(self.overrides, default=0.0)
 
     def explains(self, candidate: Override, margin: float = OVERRIDE_MARGIN) -> bool:
-        """True when the candidate overrides no better than the strongest natural word (plus the margin). A candidate
+        """True when the candidate overrides no better than the strongest natural word (plus the margin) or than the
+        bar a backdoor clears (OVERRIDE_BAR). A candidate
         whose target is the only class the model is confident about cannot be tested (no confident sentence of
         another class): it is never explained away."""
-        return candidate.n > 0 and candidate.override < min(1.0, self.ceiling + margin)
+        return candidate.n > 0 and candidate.override < max(min(1.0, self.ceiling + margin), OVERRIDE_BAR)
