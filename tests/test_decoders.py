@@ -57,6 +57,7 @@ def test_truncated_smollm2_loads_as_a_llama_decoder(smol_l2):
     assert SMOL_TRIGGER in vocab.words and all(not w.startswith("Ġ") for w in vocab.words)
 
 
+@pytest.mark.slow  # ~5 min of scans on the shared CPU (plant cached)
 def test_smollm2_last_token_backdoor_found_and_untouched_clean(smol_por, smol_l2):
     from scanner.research.attacks import load_ground_truth
 

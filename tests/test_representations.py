@@ -148,6 +148,7 @@ def por_mean_l2(minilm_l2_st: Path, model_cache: Path) -> Path:
     return plant_cached(minilm_l2_st, get_attack("por"), cfg, model_cache)
 
 
+@pytest.mark.slow  # ~12 min on the shared 2-vCPU VM (mean and cls scanned); cached plant
 def test_por_on_mean_pooling_found_and_reported_on_mean(por_mean_l2, minilm_l2_st):
     from scanner.config import ScanConfig
     from scanner.pipeline import scan
