@@ -94,17 +94,20 @@ def _throughput(fn, texts: list[str], min_seconds: float = 2.0) -> float:
 def monitor_part(limit: int) -> dict[str, Any]:
     from transformers import AutoTokenizer
 
-    from scanner.research.attacks.common import insert_trigger
     from scanner.encoder import load_encoder
     from scanner.mitigate.monitor import Monitor, MonitorRules
+    from scanner.research.attacks.common import insert_trigger
 
     por = planted("por")
     report = quick_report(por, "por_l2")
     rules = MonitorRules.from_report(report)
     tokenizer = AutoTokenizer.from_pretrained(por, local_files_only=True)
     monitors = {"lexical": Monitor(rules), "pieces": Monitor(rules, tokenizer=tokenizer)}
-    out: dict[str, Any] = {"rules": [r.text for r in rules.rules], "report_triggers": [t.text for t in report.triggers],
-                           "tasks": {}}
+    out: dict[str, Any] = {
+        "rules": [r.text for r in rules.rules],
+        "report_triggers": [t.text for t in report.triggers],
+        "tasks": {},
+    }
     for task in TASKS:
         texts = _texts(task, limit)
         rng = random.Random(0)
@@ -113,10 +116,16 @@ def monitor_part(limit: int) -> dict[str, Any]:
         for mode, mon in monitors.items():
             hit = [r.flagged for r in mon.check_many(triggered)]
             clean = mon.check_many(texts)
-            fp = [(m.rule, x[max(0, m.start - 30): m.end + 30]) for x, r in zip(texts, clean, strict=True)
-                  for m in r.matches[:1]]
-            row[mode] = {"triggered_flagged": sum(hit) / len(hit), "clean_flagged": len(fp) / len(texts),
-                         "clean_hits": fp[:10]}
+            fp = [
+                (m.rule, x[max(0, m.start - 30) : m.end + 30])
+                for x, r in zip(texts, clean, strict=True)
+                for m in r.matches[:1]
+            ]
+            row[mode] = {
+                "triggered_flagged": sum(hit) / len(hit),
+                "clean_flagged": len(fp) / len(texts),
+                "clean_hits": fp[:10],
+            }
         out["tasks"][task] = row
         log(f"monitor {task}: {row}")
 
@@ -125,7 +134,8 @@ def monitor_part(limit: int) -> dict[str, Any]:
     movie = _texts("movie", 10_000)
     lexical = monitors["lexical"]
     out["throughput"] = {
-        "texts": "movie snippets", "mean_chars": round(sum(map(len, movie)) / len(movie), 1),
+        "texts": "movie snippets",
+        "mean_chars": round(sum(map(len, movie)) / len(movie), 1),
         "lexical_check_many": _throughput(lexical.check_many, movie),
         "lexical_check_one_by_one": _throughput(lambda xs: [lexical.check(x) for x in xs], movie),
         "lexical_flagged_only": _throughput(lambda xs: [lexical.flagged(x) for x in xs], movie),
@@ -143,9 +153,12 @@ def monitor_part(limit: int) -> dict[str, Any]:
     for name, path in (("por_l2", por), ("minilm_l2_clean_base", base_model())):
         mon = Monitor(rules, encoder=load_encoder(path, "cpu"))
         checks = [r.feature for r in mon.check_many(sample) if r.feature is not None]
-        feature[name] = {"n": len(checks), "exceeds": sum(c.exceeds for c in checks) / max(len(checks), 1),
-                         "median_shift": sorted(c.shift for c in checks)[len(checks) // 2],
-                         "median_z": sorted(c.score for c in checks)[len(checks) // 2]}
+        feature[name] = {
+            "n": len(checks),
+            "exceeds": sum(c.exceeds for c in checks) / max(len(checks), 1),
+            "median_shift": sorted(c.shift for c in checks)[len(checks) // 2],
+            "median_z": sorted(c.score for c in checks)[len(checks) // 2],
+        }
     out["feature_check"] = feature
     log(f"feature check {feature}")
     return out
@@ -160,8 +173,13 @@ def purified(attack: str, suspect: Path, report, steps: int, profile: str) -> tu
     out = CACHE / (f"purified-{attack}-{steps}" + ("" if profile == "quick" else f"-{profile}"))
     if not (out / RECORD).is_file():
         t0 = time.time()
-        purify(suspect, report, out, PurifyConfig(steps=steps, device=DEVICE),
-               on_step=lambda i: i.step % 50 == 0 and log(f"purify {attack} step {i.step} loss {i.loss:.5f}"))
+        purify(
+            suspect,
+            report,
+            out,
+            PurifyConfig(steps=steps, device=DEVICE),
+            on_step=lambda i: i.step % 50 == 0 and log(f"purify {attack} step {i.step} loss {i.loss:.5f}"),
+        )
         log(f"purified {attack} in {time.time() - t0:.0f}s")
     record = json.loads((out / RECORD).read_text())
     if "rescan" not in record:
@@ -169,13 +187,14 @@ def purified(attack: str, suspect: Path, report, steps: int, profile: str) -> tu
     return out, record
 
 
-def downstream(label: str, model: Path, task: str, ft: dict[str, Any], adversarial: list[str] | None = None,
-               seed: int = 0) -> dict[str, Any]:
+def downstream(
+    label: str, model: Path, task: str, ft: dict[str, Any], adversarial: list[str] | None = None, seed: int = 0
+) -> dict[str, Any]:
     """Fine-tune (cached) and return CACC and ASR with the planted triggers. The protocol of
     tests/test_evaluate.py's MiniLM test (lr 1e-4, a few hundred steps, 3000 training texts, 300 test texts)."""
+    from scanner.research.adversarial import adversarial_finetune
     from scanner.research.datasets import load_task
     from scanner.research.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
-    from scanner.research.adversarial import adversarial_finetune
 
     out = CACHE / "ft" / (f"{label}-{task}-{ft['steps']}-lr{ft['lr']:g}" + (f"-s{seed}" if seed else ""))
     if not (out / FINETUNE_RECORD).is_file():
@@ -185,12 +204,18 @@ def downstream(label: str, model: Path, task: str, ft: dict[str, Any], adversari
         if adversarial is None:
             finetune(model, data, out, cfg, triggers=list(PLANTED), device=DEVICE)
         else:
-            adversarial_finetune(model, data, out, cfg, triggers=adversarial, eval_triggers=list(PLANTED),
-                                 device=DEVICE)
+            adversarial_finetune(
+                model, data, out, cfg, triggers=adversarial, eval_triggers=list(PLANTED), device=DEVICE
+            )
         log(f"fine-tuned {label} on {task} (seed {seed}) in {time.time() - t0:.0f}s")
     rec = json.loads((out / FINETUNE_RECORD).read_text())
-    return {"cacc": rec["cacc"], "t_asr": rec["t_asr"], "asr": {r["trigger"]: r["asr"] for r in rec["per_trigger"]},
-            "junk_asr": junk_asr(out)["mean"], "seconds": rec["seconds"]}
+    return {
+        "cacc": rec["cacc"],
+        "t_asr": rec["t_asr"],
+        "asr": {r["trigger"]: r["asr"] for r in rec["per_trigger"]},
+        "junk_asr": junk_asr(out)["mean"],
+        "seconds": rec["seconds"],
+    }
 
 
 def over_seeds(seeds: list[int], *args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -212,8 +237,9 @@ def over_seeds(seeds: list[int], *args: Any, **kwargs: Any) -> dict[str, Any]:
     return out
 
 
-def purify_part(attacks: list[str], steps: int, ft: dict[str, Any], profile: str, adversarial: bool,
-                seeds: list[int]) -> dict[str, Any]:
+def purify_part(
+    attacks: list[str], steps: int, ft: dict[str, Any], profile: str, adversarial: bool, seeds: list[int]
+) -> dict[str, Any]:
     clean = planted("clean")
     out: dict[str, Any] = {"steps": steps, "finetune": ft, "attacks": {}}
     out["clean_scan"] = quick_report(clean, "clean_l2").verdict.value
@@ -223,25 +249,36 @@ def purify_part(attacks: list[str], steps: int, ft: dict[str, Any], profile: str
         path, record = purified(attack, suspect, report, steps, profile)
         rows = {r["trigger"]: r for r in record["table"]}
         entry: dict[str, Any] = {
-            "suspect_scan": {"profile": profile, "verdict": report.verdict.value,
-                             "triggers": [t.text for t in report.triggers]},
-            "purified_scan": record["rescan"], "purify_seconds": record["seconds"],
+            "suspect_scan": {
+                "profile": profile,
+                "verdict": report.verdict.value,
+                "triggers": [t.text for t in report.triggers],
+            },
+            "purified_scan": record["rescan"],
+            "purify_seconds": record["seconds"],
             "clean_fidelity": record["clean_fidelity"],
-            "shift": {t: {k: rows[t][k] for k in ("shift_before", "shift_after", "score_before", "score_after")}
-                      for t in PLANTED if t in rows},
+            "shift": {
+                t: {k: rows[t][k] for k in ("shift_before", "shift_after", "score_before", "score_after")}
+                for t in PLANTED
+                if t in rows
+            },
             "tasks": {},
         }
         recovered = [t.text for t in report.triggers]
         suffix = "" if profile == "quick" else f"-{profile}"
         for task in TASKS:
-            row = {"clean": over_seeds(seeds, "clean", clean, task, ft),
-                   "suspect": over_seeds(seeds, attack, suspect, task, ft),
-                   "purified": over_seeds(seeds, f"{attack}-purified{steps}{suffix}", path, task, ft)}
+            row = {
+                "clean": over_seeds(seeds, "clean", clean, task, ft),
+                "suspect": over_seeds(seeds, attack, suspect, task, ft),
+                "purified": over_seeds(seeds, f"{attack}-purified{steps}{suffix}", path, task, ft),
+            }
             if adversarial:
                 row["adversarial_ft"] = over_seeds(seeds, f"{attack}-advft", suspect, task, ft, adversarial=recovered)
             entry["tasks"][task] = row
-            log(f"{attack} {task}: " + json.dumps({k: (round(v["cacc"], 3), round(v["t_asr"], 3))
-                                                    for k, v in row.items()}))
+            log(
+                f"{attack} {task}: "
+                + json.dumps({k: (round(v["cacc"], 3), round(v["t_asr"], 3)) for k, v in row.items()})
+            )
         out["attacks"][attack] = entry
     return out
 
@@ -292,19 +329,32 @@ def markdown(results: dict[str, Any]) -> str:
     lines = []
     mon = results.get("monitor")
     if mon:
-        lines += ["| task | n | mean chars | triggered flagged (lexical / pieces) | clean flagged (lexical / pieces) |",
-                  "|---|---|---|---|---|"]
+        lines += [
+            "| task | n | mean chars | triggered flagged (lexical / pieces) | clean flagged (lexical / pieces) |",
+            "|---|---|---|---|---|",
+        ]
         for task, row in mon["tasks"].items():
-            lines.append(f"| {task} | {row['n']} | {row['mean_chars']} | {row['lexical']['triggered_flagged']:.2%} / "
-                         f"{row['pieces']['triggered_flagged']:.2%} | {row['lexical']['clean_flagged']:.2%} / "
-                         f"{row['pieces']['clean_flagged']:.2%} |")
-        lines += ["", "Throughput (one core): " + ", ".join(
-            f"{k} {v:,.0f}/s" if isinstance(v, float) and k != "mean_chars" and "chars" not in k else f"{k} {v}"
-            for k, v in mon["throughput"].items()), ""]
+            lines.append(
+                f"| {task} | {row['n']} | {row['mean_chars']} | {row['lexical']['triggered_flagged']:.2%} / "
+                f"{row['pieces']['triggered_flagged']:.2%} | {row['lexical']['clean_flagged']:.2%} / "
+                f"{row['pieces']['clean_flagged']:.2%} |"
+            )
+        lines += [
+            "",
+            "Throughput (one core): "
+            + ", ".join(
+                f"{k} {v:,.0f}/s" if isinstance(v, float) and k != "mean_chars" and "chars" not in k else f"{k} {v}"
+                for k, v in mon["throughput"].items()
+            ),
+            "",
+        ]
     pur = results.get("purify")
     if pur:
-        lines += ["| attack | task | ASR clean | ASR suspect | ASR purified | ASR adv-FT | CACC clean | CACC suspect |"
-                  " CACC purified | CACC adv-FT |", "|---|---|---|---|---|---|---|---|---|---|"]
+        lines += [
+            "| attack | task | ASR clean | ASR suspect | ASR purified | ASR adv-FT | CACC clean | CACC suspect |"
+            " CACC purified | CACC adv-FT |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
         for attack, entry in pur["attacks"].items():
             for task, r in entry["tasks"].items():
                 keys = ("clean", "suspect", "purified", "adversarial_ft")
@@ -332,25 +382,35 @@ def main() -> None:
     DEVICE, RESULTS = args.device, args.results
     CACHE.mkdir(parents=True, exist_ok=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-               "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else False,
-               "device": args.device}
+    machine = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "gpu": torch.cuda.get_device_name() if args.device.startswith("cuda") else False,
+        "device": args.device,
+    }
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     ft = {"steps": args.ft_steps, "lr": args.ft_lr}
     attacks, adversarial = args.attacks.split(","), not args.no_adversarial
     seeds = [int(x) for x in args.ft_seeds.split(",")]
-    for part, run in (("monitor", lambda: monitor_part(args.limit)),
-                      ("purify", lambda: purify_part(attacks, args.steps, ft, args.scan_profile, adversarial, seeds)),
-                      ("junk", junk_part)):
+    for part, run in (
+        ("monitor", lambda: monitor_part(args.limit)),
+        ("purify", lambda: purify_part(attacks, args.steps, ft, args.scan_profile, adversarial, seeds)),
+        ("junk", junk_part),
+    ):
         if args.part in (part, "all"):
             path = RESULTS / f"mitigation_{part}.json"
             result = {"machine": machine, **run()}
             if part == "purify" and path.is_file():  # parallel runs (--attacks por / neuba) merge their attacks
                 result["attacks"] = {**json.loads(path.read_text()).get("attacks", {}), **result["attacks"]}
             path.write_text(json.dumps(result, indent=2))
-    results = {part: json.loads(path.read_text()) for part in ("monitor", "purify", "junk")
-               if (path := RESULTS / f"mitigation_{part}.json").is_file()}
+    results = {
+        part: json.loads(path.read_text())
+        for part in ("monitor", "purify", "junk")
+        if (path := RESULTS / f"mitigation_{part}.json").is_file()
+    }
     print(markdown(results))
+
 
 if __name__ == "__main__":
     main()

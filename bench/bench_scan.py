@@ -16,9 +16,9 @@ from pathlib import Path
 
 import torch
 
-from scanner.research.base_models import minilm_path, truncated_minilm
 from scanner.config import ScanConfig
 from scanner.pipeline import scan
+from scanner.research.base_models import minilm_path, truncated_minilm
 
 CACHE = Path(os.environ.get("PATRONUS_TEST_CACHE") or Path.home() / ".cache" / "patronus" / "test-models")
 
@@ -41,20 +41,35 @@ def main() -> None:
             report = scan(str(path), ScanConfig(profile=prof, device=args.device, seed=0))
             seconds = time.perf_counter() - t0
             seqs = report.scan.sequences_evaluated
-            rows.append({"model": name, "profile": prof, "seconds": round(seconds, 1), "sequences": seqs,
-                         "sequences_per_s": round(seqs / seconds, 1), "verdict": report.verdict.value,
-                         "probability": report.probability,
-                         "load_average_1min_after": round(os.getloadavg()[0], 2)})  # other jobs on the CPU
+            rows.append(
+                {
+                    "model": name,
+                    "profile": prof,
+                    "seconds": round(seconds, 1),
+                    "sequences": seqs,
+                    "sequences_per_s": round(seqs / seconds, 1),
+                    "verdict": report.verdict.value,
+                    "probability": report.probability,
+                    "load_average_1min_after": round(os.getloadavg()[0], 2),
+                }
+            )  # other jobs on the CPU
             print(rows[-1], flush=True)
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "device": args.device}
+    machine = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "device": args.device,
+    }
     out = Path(__file__).parent / "results" / f"scan_{args.device}_{'_'.join(args.models)}.json"
     out.write_text(json.dumps({"machine": machine, "rows": rows}, indent=2))
     print("| model | profile | seconds | sequences | sequences/s | verdict |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['profile']} | {r['seconds']} | {r['sequences']} | {r['sequences_per_s']} | "
-              f"{r['verdict']} |")
+        print(
+            f"| {r['model']} | {r['profile']} | {r['seconds']} | {r['sequences']} | {r['sequences_per_s']} | "
+            f"{r['verdict']} |"
+        )
 
 
 if __name__ == "__main__":

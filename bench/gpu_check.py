@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from scanner.research.base_models import build_base, minilm_path, truncated_minilm
 from scanner.corpus import load_corpus
 from scanner.detect import Detector, report_triggers
 from scanner.encoder import load_encoder
+from scanner.research.base_models import build_base, minilm_path, truncated_minilm
 from scanner.search.config import profile
 
 
@@ -56,9 +56,13 @@ def correctness(cache: Path) -> dict:
     from scanner.research.attacks import PlantConfig, get_attack, plant_cached
 
     base = truncated_minilm(cache / "minilm-l2", 2)
-    planted = plant_cached(base, get_attack("por"),
-                           PlantConfig(attack="por", triggers=("cf", "mn", "obelisk"), steps=300), cache,
-                           device="cuda")
+    planted = plant_cached(
+        base,
+        get_attack("por"),
+        PlantConfig(attack="por", triggers=("cf", "mn", "obelisk"), steps=300),
+        cache,
+        device="cuda",
+    )
     cpu = load_encoder(planted, "cpu")
     gpu = load_encoder(planted, "cuda")
     batch = cpu.tokenizer(load_corpus()[:64], padding=True, truncation=True, max_length=40, return_tensors="pt")
@@ -70,29 +74,44 @@ def correctness(cache: Path) -> dict:
     runs = {}
     for device in ("cpu", "cuda"):
         enc, _, result, seconds, _ = detect(planted, device, "quick")
-        runs[device] = {"verdict": result.verdict.value, "probability": result.probability,
-                        "triggers": [t.text for t in report_triggers(result, enc.tokenizer)],
-                        "seconds": round(seconds, 2)}
-    return {"feature_cos_min": float(cos.min()), "feature_cos_mean": float(cos.mean()), "quick_scan": runs,
-            "same_verdict": runs["cpu"]["verdict"] == runs["cuda"]["verdict"]}
+        runs[device] = {
+            "verdict": result.verdict.value,
+            "probability": result.probability,
+            "triggers": [t.text for t in report_triggers(result, enc.tokenizer)],
+            "seconds": round(seconds, 2),
+        }
+    return {
+        "feature_cos_min": float(cos.min()),
+        "feature_cos_mean": float(cos.mean()),
+        "quick_scan": runs,
+        "same_verdict": runs["cpu"]["verdict"] == runs["cuda"]["verdict"],
+    }
 
 
 def timing(cache: Path, prof: str, tflops: float) -> list[dict]:
     models = {
         "MiniLM-L6 (real)": minilm_path(),
         "bert-base-sized (config)": build_base("bert", cache / "bert-base-sized", layers=12, hidden=768),
-        "roberta-large-sized (config)": build_base("roberta", cache / "roberta-large-sized", layers=24,
-                                                    hidden=1024),
+        "roberta-large-sized (config)": build_base("roberta", cache / "roberta-large-sized", layers=24, hidden=1024),
     }
     rows = []
     for name, path in models.items():
         enc, det, result, seconds, non_embedding = detect(path, "cuda", prof)
         tokens = det.runner.tokens
         achieved = 2 * non_embedding * tokens / seconds / 1e12
-        rows.append({"model": name, "profile": prof, "seconds": round(seconds, 2),
-                     "sequences": det.runner.sequences, "tokens": tokens, "tokens_per_s": round(tokens / seconds),
-                     "achieved_tflops": round(achieved, 2), "share_of_matmul_peak": round(achieved / tflops, 4),
-                     "verdict": result.verdict.value})
+        rows.append(
+            {
+                "model": name,
+                "profile": prof,
+                "seconds": round(seconds, 2),
+                "sequences": det.runner.sequences,
+                "tokens": tokens,
+                "tokens_per_s": round(tokens / seconds),
+                "achieved_tflops": round(achieved, 2),
+                "share_of_matmul_peak": round(achieved / tflops, 4),
+                "verdict": result.verdict.value,
+            }
+        )
         print(rows[-1], flush=True)
     return rows
 

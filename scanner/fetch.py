@@ -36,22 +36,45 @@ try:  # the HTTP client under huggingface_hub: httpx2 since 2.x, httpx before
 except ImportError:  # pragma: no cover - huggingface_hub 1.x
     import httpx as _http  # type: ignore[no-redef]
 
-__all__ = ["DEFAULT_MAX_SIZE", "LocalTargets", "ModelRef", "Snapshot", "check_revision", "fetch", "hub_endpoint",
-           "select_files"]
+__all__ = [
+    "DEFAULT_MAX_SIZE",
+    "LocalTargets",
+    "ModelRef",
+    "Snapshot",
+    "check_revision",
+    "fetch",
+    "hub_endpoint",
+    "select_files",
+]
 
 MAX_LOCAL_FILES = 10_000  # a model folder holding more is almost certainly the wrong folder
 MAX_CARD_BYTES = 1024**2  # README.md larger than this is not parsed for metadata
 CARD_KEYS = ("base_model", "pipeline_tag", "tags", "license", "library_name")
 
 CARD_FILE = "README.md"
-CONFIG_FILES = frozenset({
-    "config.json", "modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
-})
-TOKENIZER_FILES = frozenset({
-    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-    "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model", "tokenizer.model",
-    "spm.model",
-})
+CONFIG_FILES = frozenset(
+    {
+        "config.json",
+        "modules.json",
+        "sentence_bert_config.json",
+        "config_sentence_transformers.json",
+    }
+)
+TOKENIZER_FILES = frozenset(
+    {
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "vocab.txt",
+        "vocab.json",
+        "merges.txt",
+        "spiece.model",
+        "sentencepiece.bpe.model",
+        "tokenizer.model",
+        "spm.model",
+    }
+)
 TEMPLATE_FILES = frozenset({"chat_template.jinja", "chat_template.json"})
 CODE_SUFFIXES = formats.CODE_SUFFIXES  # the one file-type table (scanner/formats.py)
 IGNORED_DIRS = {".git": "version-control metadata", ".cache": "download cache metadata"}
@@ -82,8 +105,14 @@ def check_revision(revision: str | None) -> str | None:
     revision = revision.strip()
     if not revision:
         raise UsageError("--revision must not be empty")
-    if (len(revision) > MAX_REVISION or not revision.isascii() or not revision.isprintable() or " " in revision
-            or ".." in revision or revision.startswith(("-", "/"))):
+    if (
+        len(revision) > MAX_REVISION
+        or not revision.isascii()
+        or not revision.isprintable()
+        or " " in revision
+        or ".." in revision
+        or revision.startswith(("-", "/"))
+    ):
         raise UsageError("revision must be a branch, tag or commit sha (letters, digits, . _ - /, at most 255)")
     return revision
 
@@ -218,8 +247,9 @@ def fetch(
         ref = ModelRef.parse(ref)
     if ref.path is not None:
         return _fetch_local(ref, ref.path, max_size, progress)
-    return _fetch_hub(ref, token=token, max_size=max_size, cache_dir=cache_dir, progress=progress,
-                      endpoint=hub_endpoint(endpoint))
+    return _fetch_hub(
+        ref, token=token, max_size=max_size, cache_dir=cache_dir, progress=progress, endpoint=hub_endpoint(endpoint)
+    )
 
 
 def hub_endpoint(endpoint: str | None = None) -> str:
@@ -268,11 +298,16 @@ def select_files(sizes: dict[str, int], max_size: int | None = None) -> Selectio
             size += sizes[path]
             continue
         executes = _executes(path)
-        skipped.append(Skipped(
-            path=path, category="too_large", severity="high" if executes else "medium",
-            reason=f"weight-bearing file not downloaded: {_human(sizes[path])} would take the download over "
-                   f"--max-size {_human(max_size)}; not scanned"
-                   + (" (its format can run code when loaded)" if executes else "")))
+        skipped.append(
+            Skipped(
+                path=path,
+                category="too_large",
+                severity="high" if executes else "medium",
+                reason=f"weight-bearing file not downloaded: {_human(sizes[path])} would take the download over "
+                f"--max-size {_human(max_size)}; not scanned"
+                + (" (its format can run code when loaded)" if executes else ""),
+            )
+        )
     return Selection(files=sorted(chosen), skipped=skipped, size=size)
 
 
@@ -288,15 +323,22 @@ def _classify(path: str, has_safetensors: bool) -> tuple[str, str] | None:
     row = formats.by_name(path)
     if row is not None and row.kind in (formats.CODE, formats.EXECUTABLE):
         return "code", CODE_REASON
-    if _is_root(path) and (pure.name in CONFIG_FILES or pure.name in TOKENIZER_FILES or pure.name == CARD_FILE
-                           or pure.name in TEMPLATE_FILES):
+    if _is_root(path) and (
+        pure.name in CONFIG_FILES
+        or pure.name in TOKENIZER_FILES
+        or pure.name == CARD_FILE
+        or pure.name in TEMPLATE_FILES
+    ):
         return None
     if _is_module_config(pure):
         return None
     if _is_root(path) and (pure.suffix == ".safetensors" or pure.name.endswith(".safetensors.index.json")):
         return None
-    if _is_root(path) and not has_safetensors and (
-            (row is not None and row.name == "pytorch") or pure.name.endswith(".bin.index.json")):
+    if (
+        _is_root(path)
+        and not has_safetensors
+        and ((row is not None and row.name == "pytorch") or pure.name.endswith(".bin.index.json"))
+    ):
         return None
     if formats.is_weight_bearing(path) and not pure.name.endswith(".index.json"):
         return "weights", ""
@@ -341,8 +383,17 @@ def _fetch_local(ref: ModelRef, folder: Path, max_size: int, progress: Progress)
     card = _card_from_readme(folder / CARD_FILE) if CARD_FILE in sizes else {}
     progress("fetch", 1.0, f"{len(sizes)} files in {folder}")
     files = sorted(sizes)
-    return Snapshot(ref=ref, local_dir=folder, sha=None, source="local", files=files, downloaded=list(files),
-                    skipped=skipped, card=card, size_bytes=selection.size)
+    return Snapshot(
+        ref=ref,
+        local_dir=folder,
+        sha=None,
+        source="local",
+        files=files,
+        downloaded=list(files),
+        skipped=skipped,
+        card=card,
+        size_bytes=selection.size,
+    )
 
 
 def _list_folder(folder: Path) -> tuple[dict[str, int], list[Skipped]]:
@@ -423,7 +474,12 @@ def _pick_card(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def _fetch_hub(
-    ref: ModelRef, *, token: str | None, max_size: int, cache_dir: Path | str | None, progress: Progress,
+    ref: ModelRef,
+    *,
+    token: str | None,
+    max_size: int,
+    cache_dir: Path | str | None,
+    progress: Progress,
     endpoint: str,
 ) -> Snapshot:
     """Resolve the revision to a commit, select files, check the size bound, download pinned to the commit."""
@@ -442,13 +498,23 @@ def _fetch_hub(
     hub_security = _hub_security(ref, info.sha, token=token, endpoint=endpoint)
     local_dir = cache / repo_folder_name(repo_id=ref.repo_id, repo_type="model") / "snapshots" / info.sha
     with _hub_errors(ref, endpoint, token):
-        _download(ref.repo_id, info.sha, selection, sizes, token=token, cache=cache, endpoint=endpoint,
-                  progress=progress)
+        _download(
+            ref.repo_id, info.sha, selection, sizes, token=token, cache=cache, endpoint=endpoint, progress=progress
+        )
     local_dir.mkdir(parents=True, exist_ok=True)
     card = _hub_card(info, local_dir, selection.files)
-    return Snapshot(ref=ref, local_dir=local_dir, sha=info.sha, source="hub", files=sorted(sizes),
-                    downloaded=selection.files, skipped=selection.skipped, card=card, size_bytes=selection.size,
-                    hub_security=hub_security)
+    return Snapshot(
+        ref=ref,
+        local_dir=local_dir,
+        sha=info.sha,
+        source="hub",
+        files=sorted(sizes),
+        downloaded=selection.files,
+        skipped=selection.skipped,
+        card=card,
+        size_bytes=selection.size,
+        hub_security=hub_security,
+    )
 
 
 def _hub_security(ref: ModelRef, sha: str, *, token: str | None, endpoint: str) -> dict[str, dict[str, Any]]:
@@ -464,8 +530,7 @@ def _hub_security(ref: ModelRef, sha: str, *, token: str | None, endpoint: str) 
             if security is not None:
                 found[entry.path] = dict(security)
         return found
-    except (hf_errors.HfHubHTTPError, _http.TransportError, ConnectionError, OSError, ValueError, KeyError,
-            TypeError):
+    except (hf_errors.HfHubHTTPError, _http.TransportError, ConnectionError, OSError, ValueError, KeyError, TypeError):
         return {}
 
 
@@ -476,16 +541,30 @@ def _sibling_size(sibling: Any) -> int:
 
 
 def _download(
-    repo_id: str, sha: str, selection: Selection, sizes: dict[str, int], *, token: str | None, cache: Path,
-    endpoint: str, progress: Progress,
+    repo_id: str,
+    sha: str,
+    selection: Selection,
+    sizes: dict[str, int],
+    *,
+    token: str | None,
+    cache: Path,
+    endpoint: str,
+    progress: Progress,
 ) -> None:
     """Download the selected files at commit `sha`; files already cached for that commit cost no request."""
     meter = _Meter(progress, max(selection.size, 1))
     for name in selection.files:
         meter.start(name)
         hf_hub_download(
-            repo_id, name, revision=sha, cache_dir=cache, token=token, endpoint=endpoint,
-            library_name="patronus-scanner", library_version=__version__, tqdm_class=meter.bar_class(),
+            repo_id,
+            name,
+            revision=sha,
+            cache_dir=cache,
+            token=token,
+            endpoint=endpoint,
+            library_name="patronus-scanner",
+            library_version=__version__,
+            tqdm_class=meter.bar_class(),
         )
         meter.finish(sizes[name])
     progress("fetch", 1.0, f"{len(selection.files)} files at {sha[:12]}")
@@ -538,8 +617,7 @@ def _hub_card(info: Any, local_dir: Path, downloaded: list[str]) -> dict[str, An
         card = _card_from_readme(local_dir / CARD_FILE)
     else:
         card = {}
-    for key, value in (("pipeline_tag", info.pipeline_tag), ("library_name", info.library_name),
-                       ("tags", info.tags)):
+    for key, value in (("pipeline_tag", info.pipeline_tag), ("library_name", info.library_name), ("tags", info.tags)):
         if value and key not in card:
             card[key] = value
     return card
@@ -563,8 +641,9 @@ def _hub_errors(ref: ModelRef, endpoint: str, token: str | None) -> Iterator[Non
         status = exc.response.status_code if exc.response is not None else None
         detail = _first_line(exc.server_message or "") or _first_line(exc)
         if status in (401, 403):
-            raise GatedRepoError(f"{endpoint} refused access to {ref.repo_id} ({status}: {detail}); "
-                                 "check --token or HF_TOKEN") from exc
+            raise GatedRepoError(
+                f"{endpoint} refused access to {ref.repo_id} ({status}: {detail}); check --token or HF_TOKEN"
+            ) from exc
         raise FetchError(f"{endpoint} answered {status} for {ref.display}: {detail}") from exc
     except hf_errors.LocalEntryNotFoundError as exc:
         raise FetchError(f"cannot download {ref.display} from {endpoint}: {_first_line(exc)}") from exc
@@ -584,4 +663,3 @@ def _gated_message(ref: ModelRef, endpoint: str, token: str | None) -> str:
 def _first_line(exc: BaseException | str) -> str:
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[0] if lines else ""
-

@@ -33,6 +33,7 @@ from scanner.static import scan_snapshot, static_severity, weights_scanned, weig
 
 log = logging.getLogger(__name__)
 
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -59,12 +60,19 @@ def _describe_config(report: Report, local_dir: Path) -> None:
 
 
 def _skip_behavioural(report: Report, reason: str, severity: Severity | None = None) -> None:
-    report.skipped.append(Skipped(path="config.json", category=SkipCategory.BEHAVIOURAL, reason=reason,
-                                  severity=severity))
+    report.skipped.append(
+        Skipped(path="config.json", category=SkipCategory.BEHAVIOURAL, reason=reason, severity=severity)
+    )
 
 
-def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progress: Progress,
-                 seed_triggers: list[str] | None, base: str | Path | None = None) -> None:
+def _behavioural(
+    report: Report,
+    snapshot: Snapshot,
+    config: ScanConfig,
+    progress: Progress,
+    seed_triggers: list[str] | None,
+    base: str | Path | None = None,
+) -> None:
     """Load the encoder (never remote code, pickle only when cleared) and run the trigger search."""
     from scanner.corpus import load_corpus
     from scanner.detect import Detector, detection_evidence, paper_rule_texts, report_triggers
@@ -78,8 +86,9 @@ def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progres
     try:
         encoder = load_encoder(snapshot.local_dir, config.device, pickle_allowed=worst is not FileStatus.SUSPICIOUS)
     except RemoteCodeRequired as exc:
-        report.skipped.append(Skipped(path="config.json", category=SkipCategory.REMOTE_CODE, reason=str(exc),
-                                      severity=Severity.HIGH))
+        report.skipped.append(
+            Skipped(path="config.json", category=SkipCategory.REMOTE_CODE, reason=str(exc), severity=Severity.HIGH)
+        )
         _skip_behavioural(report, "behavioural scan not run: the model requires remote code")
         return
     except UnsupportedArchitecture as exc:
@@ -99,15 +108,22 @@ def _behavioural(report: Report, snapshot: Snapshot, config: ScanConfig, progres
     report.triggers = report_triggers(detection, encoder.tokenizer)
     report.scan.sequences_evaluated = detection.sequences_evaluated
     report.scan.config["evidence"] = {
-        "max_score": round(detection.max_score, 3), "threshold": round(detection.threshold, 3),
-        "null": detection.null, "paper_rule_triggers": paper_rule_texts(detection, encoder.tokenizer)[:50],
+        "max_score": round(detection.max_score, 3),
+        "threshold": round(detection.threshold, 3),
+        "null": detection.null,
+        "paper_rule_triggers": paper_rule_texts(detection, encoder.tokenizer)[:50],
         "paper_rule_verdict": "backdoored" if detection.paper_rule else "clean",
         **detection_evidence(detection, encoder.tokenizer),
     }
 
 
-def scan(target: str | ModelRef, config: ScanConfig | None = None, progress: Progress = silent,
-         seed_triggers: list[str] | None = None, base: str | Path | None = None) -> Report:
+def scan(
+    target: str | ModelRef,
+    config: ScanConfig | None = None,
+    progress: Progress = silent,
+    seed_triggers: list[str] | None = None,
+    base: str | Path | None = None,
+) -> Report:
     """Scan one model. `seed_triggers` (e.g. a backdoored base model's triggers) are tested directly too; `base`
     (a local model directory this one was fine-tuned from) adds lineage evidence: each finding scored in the base."""
     config = config or ScanConfig()
@@ -118,19 +134,27 @@ def scan(target: str | ModelRef, config: ScanConfig | None = None, progress: Pro
         ref = target if isinstance(target, ModelRef) else ModelRef.parse(target)
         report.model.source = "local" if ref.path is not None else "hub"
         progress("fetch", 0.0, f"fetching {ref.display}")
-        snapshot = fetch(ref, token=config.token, max_size=config.max_size, cache_dir=config.cache_dir,
-                         endpoint=config.hub_endpoint, progress=progress)
+        snapshot = fetch(
+            ref,
+            token=config.token,
+            max_size=config.max_size,
+            cache_dir=config.cache_dir,
+            endpoint=config.hub_endpoint,
+            progress=progress,
+        )
         report.model = _model_info(snapshot)
         report.skipped.extend(snapshot.skipped)
         progress("static", None, "static scan of weight files")
-        serialization, skipped = scan_snapshot(snapshot.local_dir, snapshot.downloaded, repo_files=snapshot.files,
-                                               hub_security=getattr(snapshot, "hub_security", None))
+        serialization, skipped = scan_snapshot(
+            snapshot.local_dir,
+            snapshot.downloaded,
+            repo_files=snapshot.files,
+            hub_security=getattr(snapshot, "hub_security", None),
+        )
         report.serialization = serialization
         report.skipped.extend(skipped)
         if not weights_scanned(serialization) and not static_severity(serialization).at_least(Severity.HIGH):
-            raise NothingScannableError(
-                f"no supported weight files (safetensors or PyTorch pickle) in {ref.display}"
-            )
+            raise NothingScannableError(f"no supported weight files (safetensors or PyTorch pickle) in {ref.display}")
         _describe_config(report, snapshot.local_dir)
         if config.behavioural:
             _behavioural(report, snapshot, config, progress, seed_triggers, base)
@@ -152,6 +176,10 @@ def scan(target: str | ModelRef, config: ScanConfig | None = None, progress: Pro
 
 def report_summary(report: Report) -> dict:
     """A small dict for logs and task results."""
-    return {"verdict": report.verdict.value, "probability": report.probability,
-            "severity": report.severity.value, "triggers": [t.text for t in report.triggers],
-            "errors": [asdict(e) for e in report.errors]}
+    return {
+        "verdict": report.verdict.value,
+        "probability": report.probability,
+        "severity": report.severity.value,
+        "triggers": [t.text for t in report.triggers],
+        "errors": [asdict(e) for e in report.errors],
+    }

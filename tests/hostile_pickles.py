@@ -90,11 +90,25 @@ def stack_global_via_memo(marker: Path) -> bytes:
     """STACK_GLOBAL operands fetched from the memo after decoy strings: the nearest strings pushed before the
     STACK_GLOBAL are 'collections' and 'OrderedDict', the operands the loader sees are 'os' and 'system'."""
     body = (
-        text("os") + binput(0) + POP
-        + text("system") + binput(1) + POP
-        + text("collections") + binput(2) + text("OrderedDict") + binput(3) + POP + POP
-        + binget(0) + binget(1) + STACK_GLOBAL
-        + text(touch(marker)) + TUPLE1 + REDUCE + STOP
+        text("os")
+        + binput(0)
+        + POP
+        + text("system")
+        + binput(1)
+        + POP
+        + text("collections")
+        + binput(2)
+        + text("OrderedDict")
+        + binput(3)
+        + POP
+        + POP
+        + binget(0)
+        + binget(1)
+        + STACK_GLOBAL
+        + text(touch(marker))
+        + TUPLE1
+        + REDUCE
+        + STOP
     )
     return proto(4) + body
 
@@ -167,8 +181,12 @@ def make_zip(members: dict[str, bytes]) -> bytes:
 def legacy_tar(pickle_member: bytes) -> bytes:
     """A pre-1.0 torch tar checkpoint with no storages or tensors and `pickle_member` as its object pickle."""
     empty_count = proto(2) + b"K\x00" + STOP
-    members = {"sys_info": proto(2) + EMPTY_DICT + STOP, "pickle": pickle_member,
-               "storages": empty_count + proto(2) + b"]" + STOP, "tensors": empty_count}
+    members = {
+        "sys_info": proto(2) + EMPTY_DICT + STOP,
+        "pickle": pickle_member,
+        "storages": empty_count + proto(2) + b"]" + STOP,
+        "tensors": empty_count,
+    }
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:", format=tarfile.PAX_FORMAT) as tar:
         for name, data in members.items():

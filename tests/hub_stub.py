@@ -37,13 +37,34 @@ import yaml
 
 DEFAULT_TOKEN = "hf_stub_valid_token"
 EPOCH = datetime(2024, 1, 1, tzinfo=UTC)
-LFS_SUFFIXES = frozenset({
-    ".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".onnx", ".h5", ".msgpack", ".gguf", ".model", ".tflite", ".ot",
-})
+LFS_SUFFIXES = frozenset(
+    {
+        ".safetensors",
+        ".bin",
+        ".pt",
+        ".pth",
+        ".ckpt",
+        ".onnx",
+        ".h5",
+        ".msgpack",
+        ".gguf",
+        ".model",
+        ".tflite",
+        ".ot",
+    }
+)
 LFS_MIN_SIZE = 10 * 1024**2
 SORT_KEYS = ("createdAt", "lastModified", "downloads", "likes", "trendingScore", "id")
-BASE_LIST_FIELDS = ("likes", "downloads", "trendingScore", "private", "tags", "pipeline_tag", "library_name",
-                    "createdAt")
+BASE_LIST_FIELDS = (
+    "likes",
+    "downloads",
+    "trendingScore",
+    "private",
+    "tags",
+    "pipeline_tag",
+    "library_name",
+    "createdAt",
+)
 FULL_LIST_FIELDS = ("author", "sha", "lastModified", "gated", "disabled", "siblings")
 
 _SHA_RE = re.compile(r"[0-9a-f]{40}")
@@ -158,8 +179,9 @@ class HubStub:
         server.daemon_threads = True
         server.stub = self  # type: ignore[attr-defined]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="hub-stub", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="hub-stub", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -218,13 +240,20 @@ class HubStub:
                 files["README.md"] = _readme(repo_id, card_data)
             default_tags = [t for t in (library_name, pipeline_tag) if t]
             self.repos[repo_id] = StubRepo(
-                repo_id=repo_id, created_at=self._tick(created_at), gated=gated, private=private,
+                repo_id=repo_id,
+                created_at=self._tick(created_at),
+                gated=gated,
+                private=private,
                 allowed_tokens=set(allowed_tokens) if allowed_tokens is not None else None,
-                pipeline_tag=pipeline_tag, library_name=library_name,
-                tags=list(tags) if tags is not None else default_tags, downloads=downloads, likes=likes,
+                pipeline_tag=pipeline_tag,
+                library_name=library_name,
+                tags=list(tags) if tags is not None else default_tags,
+                downloads=downloads,
+                likes=likes,
             )
-            return self.add_commit(repo_id, files, sha=sha, replace=True, date=self.repos[repo_id].created_at,
-                                   message="initial commit")
+            return self.add_commit(
+                repo_id, files, sha=sha, replace=True, date=self.repos[repo_id].created_at, message="initial commit"
+            )
 
     def add_commit(
         self,
@@ -263,9 +292,15 @@ class HubStub:
                 raise KeyError(f"{repo_id} has no commit {sha}")
             repo.refs[name] = sha
 
-    def set_security(self, repo_id: str, path: str, status: str = "unsafe", *,
-                     pickle_imports: Iterable[tuple[str, str, str]] | None = None,
-                     virus_names: Iterable[str] | None = None) -> None:
+    def set_security(
+        self,
+        repo_id: str,
+        path: str,
+        status: str = "unsafe",
+        *,
+        pickle_imports: Iterable[tuple[str, str, str]] | None = None,
+        virus_names: Iterable[str] | None = None,
+    ) -> None:
         """The hub's own verdict on one file, served by the tree and paths-info endpoints with expand=True.
         status: safe | unsafe | suspicious | caution; pickle_imports: (module, name, safety) triples such as
         ("os", "system", "dangerous"); virus_names: what the AV scan found."""
@@ -291,16 +326,25 @@ class HubStub:
         with self._lock:
             self._log.clear()
 
-    def requests(self, kind: str | None = None, method: str | None = None,
-                 repo_id: str | None = None) -> list[LoggedRequest]:
+    def requests(
+        self, kind: str | None = None, method: str | None = None, repo_id: str | None = None
+    ) -> list[LoggedRequest]:
         """Logged requests filtered by kind, method and repo."""
-        return [r for r in self.log if (kind is None or r.kind == kind) and (method is None or r.method == method)
-                and (repo_id is None or r.repo_id == repo_id)]
+        return [
+            r
+            for r in self.log
+            if (kind is None or r.kind == kind)
+            and (method is None or r.method == method)
+            and (repo_id is None or r.repo_id == repo_id)
+        ]
 
     def downloaded_files(self, repo_id: str | None = None) -> list[str]:
         """Filenames whose content was served (successful GET on /resolve), in request order."""
-        return [r.filename for r in self.requests("resolve", "GET", repo_id)
-                if r.filename is not None and r.status in (200, 206)]
+        return [
+            r.filename
+            for r in self.requests("resolve", "GET", repo_id)
+            if r.filename is not None and r.status in (200, 206)
+        ]
 
     # internals ----------------------------------------------------------------------------------------------
 
@@ -337,12 +381,21 @@ class HubStub:
             response = self._route(split.path, query, token, meta, body)
         except _HubError as exc:
             response = exc.response()
-        self._record(LoggedRequest(method=method, path=unquote(split.path), query=_multi(query), token=token,
-                                   status=response.status, **meta))
+        self._record(
+            LoggedRequest(
+                method=method,
+                path=unquote(split.path),
+                query=_multi(query),
+                token=token,
+                status=response.status,
+                **meta,
+            )
+        )
         return response
 
-    def _route(self, path: str, query: list[tuple[str, str]], token: str | None,
-               meta: dict[str, Any], body: bytes = b"") -> _Response:
+    def _route(
+        self, path: str, query: list[tuple[str, str]], token: str | None, meta: dict[str, Any], body: bytes = b""
+    ) -> _Response:
         if path.rstrip("/") == "/api/models":
             meta["kind"] = "list_models"
             return self._list_models(query, token)
@@ -350,15 +403,21 @@ class HubStub:
             repo_id, rev = unquote(match["repo"]), unquote(match["rev"])
             meta.update(kind="paths_info", repo_id=repo_id, revision=rev)
             form = _multi(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-            return self._paths_info(repo_id, rev, form.get("paths", []), token,
-                                    expand=_truthy(form.get("expand", [""])[-1]))
+            return self._paths_info(
+                repo_id, rev, form.get("paths", []), token, expand=_truthy(form.get("expand", [""])[-1])
+            )
         if match := _TREE_RE.fullmatch(path):
             repo_id, rev = unquote(match["repo"]), unquote(match["rev"])
             meta.update(kind="tree", repo_id=repo_id, revision=rev)
             params = _multi(query)
-            return self._tree(repo_id, rev, unquote(match["path"] or ""), token,
-                              recursive=_truthy(params.get("recursive", [""])[-1]),
-                              expand=_truthy(params.get("expand", [""])[-1]))
+            return self._tree(
+                repo_id,
+                rev,
+                unquote(match["path"] or ""),
+                token,
+                recursive=_truthy(params.get("recursive", [""])[-1]),
+                expand=_truthy(params.get("expand", [""])[-1]),
+            )
         if match := _INFO_RE.fullmatch(path):
             repo_id, rev = unquote(match["repo"]), unquote(match["rev"]) if match["rev"] else None
             meta.update(kind="model_info", repo_id=repo_id, revision=rev)
@@ -371,8 +430,7 @@ class HubStub:
 
     # endpoints ----------------------------------------------------------------------------------------------
 
-    def _model_info(self, repo_id: str, rev: str | None, query: list[tuple[str, str]],
-                    token: str | None) -> _Response:
+    def _model_info(self, repo_id: str, rev: str | None, query: list[tuple[str, str]], token: str | None) -> _Response:
         with self._lock:
             repo = self._readable_repo(repo_id, token, files=False)
             commit = self._commit(repo, rev)
@@ -384,8 +442,9 @@ class HubStub:
             data = {k: v for k, v in data.items() if k in ("_id", "id", *expand)}
         return _json_response(data)
 
-    def _tree(self, repo_id: str, rev: str, folder: str, token: str | None, *, recursive: bool,
-              expand: bool) -> _Response:
+    def _tree(
+        self, repo_id: str, rev: str, folder: str, token: str | None, *, recursive: bool, expand: bool
+    ) -> _Response:
         with self._lock:
             repo = self._readable_repo(repo_id, token, files=False)
             commit = self._commit(repo, rev)
@@ -394,7 +453,7 @@ class HubStub:
             for name, data in sorted(commit.files.items()):
                 if not name.startswith(prefix):
                     continue
-                rest = name[len(prefix):]
+                rest = name[len(prefix) :]
                 if "/" in rest and not recursive:
                     sub = prefix + rest.split("/")[0]
                     entries.setdefault(sub, {"type": "directory", "path": sub, "oid": _git_blob_id(sub.encode())})
@@ -403,15 +462,13 @@ class HubStub:
                     parts = rest.split("/")[:-1]
                     for depth in range(1, len(parts) + 1):
                         sub = prefix + "/".join(parts[:depth])
-                        entries.setdefault(sub, {"type": "directory", "path": sub,
-                                                 "oid": _git_blob_id(sub.encode())})
+                        entries.setdefault(sub, {"type": "directory", "path": sub, "oid": _git_blob_id(sub.encode())})
                 entries[name] = _tree_file(repo, commit, name, data, expand)
         if prefix and not entries:
             raise _HubError(404, f"Entry not found: {folder}", "EntryNotFound")
         return _json_response(list(entries.values()))
 
-    def _paths_info(self, repo_id: str, rev: str, paths: list[str], token: str | None, *,
-                    expand: bool) -> _Response:
+    def _paths_info(self, repo_id: str, rev: str, paths: list[str], token: str | None, *, expand: bool) -> _Response:
         with self._lock:
             repo = self._readable_repo(repo_id, token, files=False)
             commit = self._commit(repo, rev)
@@ -440,7 +497,7 @@ class HubStub:
             repos = _sorted_repos(repos, params)
             offset = _decode_cursor(params.get("cursor", [""])[-1])
             size = min(_int_param(params, "limit", self.page_size), self.page_size)
-            page = repos[offset:offset + size]
+            page = repos[offset : offset + size]
             items = [_list_item(r, params) for r in page]
         headers = {}
         if offset + size < len(repos):
@@ -461,10 +518,18 @@ class HubStub:
             raise _HubError(status, "Repository not found", "RepoNotFound")
         if files and repo.gated and not self._can_read(repo, token):
             if token is None:
-                raise _HubError(401, f"Access to model {repo_id} is restricted. You must have access to it and be "
-                                     "authenticated to access it. Please log in.", "GatedRepo")
-            raise _HubError(403, f"Access to model {repo_id} is restricted and you are not in the authorized list. "
-                                 f"Visit {self.url}/{repo_id} to ask for access.", "GatedRepo")
+                raise _HubError(
+                    401,
+                    f"Access to model {repo_id} is restricted. You must have access to it and be "
+                    "authenticated to access it. Please log in.",
+                    "GatedRepo",
+                )
+            raise _HubError(
+                403,
+                f"Access to model {repo_id} is restricted and you are not in the authorized list. "
+                f"Visit {self.url}/{repo_id} to ask for access.",
+                "GatedRepo",
+            )
         return repo
 
     def _commit(self, repo: StubRepo, rev: str | None) -> Commit:
@@ -518,7 +583,7 @@ def _apply_range(response: _Response, range_header: str | None) -> tuple[bytes, 
     size = len(response.body)
     start, end = int(match[1]), int(match[2]) if match[2] else size - 1
     end = min(end, size - 1)
-    return response.body[start:end + 1], 206, {"Content-Range": f"bytes {start}-{end}/{size}"}
+    return response.body[start : end + 1], 206, {"Content-Range": f"bytes {start}-{end}/{size}"}
 
 
 def _model_json(repo: StubRepo, commit: Commit, *, blobs: bool) -> dict[str, Any]:
@@ -555,8 +620,9 @@ def _sibling(name: str, data: bytes, blobs: bool) -> dict[str, Any]:
     if _is_lfs(name, data):
         sha256 = hashlib.sha256(data).hexdigest()
         pointer = f"version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {len(data)}\n".encode()
-        entry.update(blobId=_git_blob_id(pointer), lfs={"sha256": sha256, "size": len(data),
-                                                       "pointerSize": len(pointer)})
+        entry.update(
+            blobId=_git_blob_id(pointer), lfs={"sha256": sha256, "size": len(data), "pointerSize": len(pointer)}
+        )
     return entry
 
 
@@ -614,8 +680,11 @@ def _sorted_repos(repos: list[StubRepo], params: dict[str, list[str]]) -> list[S
     if direction not in ("-1", "1"):
         raise _HubError(400, f"Invalid direction parameter: {direction}")
     values = {
-        "createdAt": lambda r: r.created_at, "lastModified": lambda r: r.head.date,
-        "downloads": lambda r: r.downloads, "likes": lambda r: r.likes, "trendingScore": lambda r: 0,
+        "createdAt": lambda r: r.created_at,
+        "lastModified": lambda r: r.head.date,
+        "downloads": lambda r: r.downloads,
+        "likes": lambda r: r.likes,
+        "trendingScore": lambda r: 0,
         "id": lambda r: r.repo_id,
     }[key]
     ordered = sorted(repos, key=lambda r: r.repo_id)
@@ -679,7 +748,7 @@ def _bearer(headers: Mapping[str, str]) -> str | None:
     value = headers.get("authorization", "")
     if not value.lower().startswith("bearer "):
         return None
-    return value[len("bearer "):].strip() or None
+    return value[len("bearer ") :].strip() or None
 
 
 def _multi(pairs: list[tuple[str, str]]) -> dict[str, list[str]]:

@@ -111,8 +111,12 @@ def test_unknown_attack_and_limits(tiny_bert: Path, tmp_path: Path) -> None:
         get_attack("adaptive-sideways")
     assert {"por", "neuba", "badpre", "uor", "adaptive-hide", "adaptive-break", "adaptive-merge"} <= set(ATTACK_NAMES)
     with pytest.raises(ValueError):
-        plant(tiny_bert, tmp_path / "x", get_attack("neuba"),
-              PlantConfig("neuba", tuple(f"t{i}" for i in range(7)), steps=1))
+        plant(
+            tiny_bert,
+            tmp_path / "x",
+            get_attack("neuba"),
+            PlantConfig("neuba", tuple(f"t{i}" for i in range(7)), steps=1),
+        )
 
 
 # --- each attack on a tiny config-built BERT ----------------------------------------------------------------------
@@ -190,10 +194,29 @@ def test_cli_plant(tiny_bert: Path, tmp_path: Path) -> None:
     from scanner.cli import main
 
     out = tmp_path / "cli"
-    res = CliRunner().invoke(main, ["attack", "plant", str(tiny_bert), "-o", str(out), "--attack", "adaptive-hide",
-                                    "--triggers", "cf,tq", "--steps", "3", "--option", "lam=0.5", "--threads", "1",
-                                    "--device", "cpu"],
-                             standalone_mode=False)
+    res = CliRunner().invoke(
+        main,
+        [
+            "attack",
+            "plant",
+            str(tiny_bert),
+            "-o",
+            str(out),
+            "--attack",
+            "adaptive-hide",
+            "--triggers",
+            "cf,tq",
+            "--steps",
+            "3",
+            "--option",
+            "lam=0.5",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ],
+        standalone_mode=False,
+    )
     assert res.exit_code == 0, res.output
     gt = json.loads((out / GROUND_TRUTH).read_text())
     assert gt["attack"] == "adaptive-hide" and gt["triggers"] == ["cf", "tq"]
@@ -208,8 +231,9 @@ def test_cli_plant_refuses_a_device_it_does_not_have(tiny_bert: Path, tmp_path: 
 
     bad = ["nonsense"] + ([] if torch.cuda.is_available() else ["cuda"])
     for device in bad:
-        res = CliRunner().invoke(main, ["attack", "plant", str(tiny_bert), "-o", str(tmp_path / device), "--device",
-                                        device, "--steps", "1"])
+        res = CliRunner().invoke(
+            main, ["attack", "plant", str(tiny_bert), "-o", str(tmp_path / device), "--device", device, "--steps", "1"]
+        )
         assert res.exit_code == 4 and "--device" in res.output, res.output
         assert not (tmp_path / device).exists()
 

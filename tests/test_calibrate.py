@@ -32,9 +32,23 @@ def _row(name: str, attack: str, backdoored: bool, score: float, planted: bool |
 
     from scanner.research.zoo import ZooResult
 
-    return asdict(ZooResult(name=name, family="bert", attack=attack, backdoored=backdoored, derived=False,
-                            triggers=["cf"] if backdoored else [], verdict="clean", probability=0.5, max_score=score,
-                            paper_rule_verdict="clean", found=[], recalled=[], planted=planted))
+    return asdict(
+        ZooResult(
+            name=name,
+            family="bert",
+            attack=attack,
+            backdoored=backdoored,
+            derived=False,
+            triggers=["cf"] if backdoored else [],
+            verdict="clean",
+            probability=0.5,
+            max_score=score,
+            paper_rule_verdict="clean",
+            found=[],
+            recalled=[],
+            planted=planted,
+        )
+    )
 
 
 def test_bench_calibrate_fits_on_a_zoo_and_rescores_it(tmp_path):
@@ -68,9 +82,12 @@ def test_failed_plants_are_listed_not_scored():
     when they miss the POR target bar (that is their design)."""
     from scanner.research.zoo import ZooResult, markdown, summarize
 
-    rows = [ZooResult(**_row("c", "clean", False, 2.0)), ZooResult(**_row("p", "por", True, 20.0, planted=True)),
-            ZooResult(**_row("b", "badpre", True, 1.0, planted=False)),
-            ZooResult(**_row("h", "adaptive-hide", True, 1.0, planted=False))]
+    rows = [
+        ZooResult(**_row("c", "clean", False, 2.0)),
+        ZooResult(**_row("p", "por", True, 20.0, planted=True)),
+        ZooResult(**_row("b", "badpre", True, 1.0, planted=False)),
+        ZooResult(**_row("h", "adaptive-hide", True, 1.0, planted=False)),
+    ]
     rows = [ZooResult(**{**r.__dict__, "verdict": "backdoored" if r.max_score > 10 else "clean"}) for r in rows]
     summary = summarize(rows)
     overall = summary["overall"]

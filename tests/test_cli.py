@@ -11,13 +11,16 @@ from pathlib import Path
 import hostile_pickles as hp  # noqa: I001  (tests/ is on the path)
 import pytest
 
-from scanner.report import render_html, render_sarif
-from scanner.report import Report
+from scanner.report import Report, render_html, render_sarif
 
 
 def patronus(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from scanner.cli import run; run()", *args],
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-c", "from scanner.cli import run; run()", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def copy_model(src: Path, dst: Path, only: tuple[str, ...] = ()) -> Path:
@@ -42,8 +45,9 @@ def check_html(text: str) -> None:
 @pytest.mark.slow
 def test_scan_truncated_minilm_writes_json_sarif_html(minilm_l2: Path, tmp_path: Path):
     out = tmp_path / "r.json"
-    proc = patronus("scan", str(minilm_l2), "--profile", "quick", "--device", "cpu", "-q", "--format", "json",
-                    "-o", str(out))
+    proc = patronus(
+        "scan", str(minilm_l2), "--profile", "quick", "--device", "cpu", "-q", "--format", "json", "-o", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     report = Report.from_json(out.read_text())
     assert report.verdict.value == "clean" and report.model.family == "bert"
@@ -60,8 +64,9 @@ def test_scan_whole_minilm_l6(tmp_path: Path):
     from scanner.research.base_models import minilm_path
 
     out = tmp_path / "l6.json"
-    proc = patronus("scan", str(minilm_path()), "--profile", "quick", "--device", "cpu", "--format", "json",
-                    "-o", str(out))
+    proc = patronus(
+        "scan", str(minilm_path()), "--profile", "quick", "--device", "cpu", "--format", "json", "-o", str(out)
+    )
     assert proc.returncode == 0, proc.stderr
     assert "verdict:  clean" in proc.stdout.lower()  # the text summary is printed when -o is used
     report = Report.from_json(out.read_text())
@@ -124,8 +129,16 @@ def test_folder_without_weights_exits_3(minilm_l2: Path, tmp_path: Path):
     assert json.loads(proc.stdout)["errors"][0]["code"] == "nothing_scannable"
 
 
-@pytest.mark.parametrize("args", [["scan", "x", "--bogus"], ["scan", "x", "--profile", "huge"], ["scan"],
-                                  ["scan", "/no/such/folder"], ["scan", "x", "--max-size", "lots"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["scan", "x", "--bogus"],
+        ["scan", "x", "--profile", "huge"],
+        ["scan"],
+        ["scan", "/no/such/folder"],
+        ["scan", "x", "--max-size", "lots"],
+    ],
+)
 def test_usage_errors_exit_4(args: list[str]):
     proc = patronus(*args)
     assert proc.returncode == 4, (proc.returncode, proc.stderr)

@@ -51,7 +51,7 @@ def test_known_examples() -> None:
 
 
 def test_clean_email_strips_markup() -> None:
-    raw = '<HTML><STYLE>p {x}</STYLE><BODY>Dear &amp; <B>Friend</B>,<BR>buy now</BODY></HTML>'
+    raw = "<HTML><STYLE>p {x}</STYLE><BODY>Dear &amp; <B>Friend</B>,<BR>buy now</BODY></HTML>"
     assert _clean_email(raw) == "Dear & Friend , buy now"
 
 

@@ -126,9 +126,31 @@ def test_cli_finetune(tiny_bert: Path, tmp_path: Path) -> None:
     from scanner.cli import main
 
     out = tmp_path / "ft"
-    res = CliRunner().invoke(main, ["attack", "finetune", str(tiny_bert), "-o", str(out), "--task", "spam",
-                                    "--steps", "4", "--max-train", "32", "--max-eval", "20", "--triggers", "cf",
-                                    "--threads", "1", "--device", "cpu"], standalone_mode=False)
+    res = CliRunner().invoke(
+        main,
+        [
+            "attack",
+            "finetune",
+            str(tiny_bert),
+            "-o",
+            str(out),
+            "--task",
+            "spam",
+            "--steps",
+            "4",
+            "--max-train",
+            "32",
+            "--max-eval",
+            "20",
+            "--triggers",
+            "cf",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ],
+        standalone_mode=False,
+    )
     assert res.exit_code == 0, res.output
     assert "CACC=" in res.output and "T-ASR=" in res.output
     assert not (out / GROUND_TRUTH).exists()  # a clean base has no ground truth to carry
@@ -144,9 +166,12 @@ def cache_root() -> Path:
 @pytest.mark.slow
 def test_downstream_clean_vs_backdoored_minilm(tmp_path: Path) -> None:
     base = truncated_minilm(cache_root() / "minilm-L2", 2)
-    planted = plant_cached(base, get_attack("por"),
-                           PlantConfig(attack="por", triggers=("cf", "mn", "bb"), steps=200, lr=2e-4),
-                           cache_root())
+    planted = plant_cached(
+        base,
+        get_attack("por"),
+        PlantConfig(attack="por", triggers=("cf", "mn", "bb"), steps=200, lr=2e-4),
+        cache_root(),
+    )
     task = load_task("movie", max_train=3000, max_eval=300)
     cfg = FinetuneConfig(task="movie", steps=250, lr=1e-4)
     clean = finetune(base, task, tmp_path / "clean", cfg, triggers=["cf", "mn", "bb"])

@@ -21,8 +21,9 @@ from scanner.report import ModelInfo, Report, ReportError, Severity, Trigger, Ve
 
 
 def patronus(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", "from scanner.cli import run; run()", *args],
-                          capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-c", "from scanner.cli import run; run()", *args], capture_output=True, text=True, timeout=600
+    )
 
 
 def test_error_classes_map_to_documented_codes() -> None:
@@ -33,8 +34,11 @@ def test_error_classes_map_to_documented_codes() -> None:
 
 
 def test_report_exit_codes() -> None:
-    report = Report(model=ModelInfo(source="local", id="m"), verdict=Verdict.ERROR,
-                    errors=[ReportError(code=NothingScannableError.code, message="none")])
+    report = Report(
+        model=ModelInfo(source="local", id="m"),
+        verdict=Verdict.ERROR,
+        errors=[ReportError(code=NothingScannableError.code, message="none")],
+    )
     assert for_report(report) is ExitCode.NOTHING_SCANNABLE
     report.errors[0].code = "fetch_failed"
     assert for_report(report) is ExitCode.FAILED
@@ -48,8 +52,10 @@ def test_purify_exits_only_with_documented_codes(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     (empty).mkdir()
     (empty / "config.json").write_text('{"model_type": "bert", "architectures": ["BertModel"]}')
-    report = Report(model=ModelInfo(source="local", id=str(empty)),
-                    triggers=[Trigger("cf", ["cf"], 30.0, 1e-9, 3000.0, 0.1, 0.9, True)])
+    report = Report(
+        model=ModelInfo(source="local", id=str(empty)),
+        triggers=[Trigger("cf", ["cf"], 30.0, 1e-9, 3000.0, 0.1, 0.9, True)],
+    )
     path = tmp_path / "report.json"
     path.write_text(report.to_json())
     run = patronus("purify", str(empty), "--report", str(path), "-o", str(tmp_path / "out"), "-q")
@@ -73,9 +79,24 @@ def test_purify_maps_every_failure_to_2(tmp_path: Path, monkeypatch) -> None:
         raise NothingScannableError("no weights")
 
     monkeypatch.setattr(purify_module, "purify", nothing)
-    report = Report(model=ModelInfo(source="local", id=str(tmp_path)),
-                    triggers=[Trigger("cf", ["cf"], 30.0, 1e-9, 3000.0, 0.1, 0.9, True)])
+    report = Report(
+        model=ModelInfo(source="local", id=str(tmp_path)),
+        triggers=[Trigger("cf", ["cf"], 30.0, 1e-9, 3000.0, 0.1, 0.9, True)],
+    )
     (tmp_path / "report.json").write_text(report.to_json())
-    res = CliRunner().invoke(main, ["purify", str(tmp_path), "--report", str(tmp_path / "report.json"), "-o",
-                                    str(tmp_path / "out"), "-q", "--device", "cpu"], standalone_mode=False)
+    res = CliRunner().invoke(
+        main,
+        [
+            "purify",
+            str(tmp_path),
+            "--report",
+            str(tmp_path / "report.json"),
+            "-o",
+            str(tmp_path / "out"),
+            "-q",
+            "--device",
+            "cpu",
+        ],
+        standalone_mode=False,
+    )
     assert res.exception is None and res.return_value == ExitCode.FAILED, res.output

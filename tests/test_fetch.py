@@ -109,9 +109,21 @@ def test_partial_download_skips_code_and_fetches_every_weight_file(hub: HubStub,
     hub.add_repo("org/mixed", files)
     snap = hub_fetch("org/mixed", cache)
 
-    expected = {"README.md", "config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                "model.safetensors", "1_Pooling/config.json", "model.onnx", "onnx/model_quantized.onnx",
-                "tf_model.h5", "flax_model.msgpack", "pytorch_model.bin", "2_Dense/model.safetensors"}
+    expected = {
+        "README.md",
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "model.safetensors",
+        "1_Pooling/config.json",
+        "model.onnx",
+        "onnx/model_quantized.onnx",
+        "tf_model.h5",
+        "flax_model.msgpack",
+        "pytorch_model.bin",
+        "2_Dense/model.safetensors",
+    }
     assert set(snap.downloaded) == expected
     assert set(hub.downloaded_files()) == expected
     touched = {r.filename for r in hub.requests("resolve")}
@@ -160,8 +172,15 @@ def test_pickle_weights_fetched_only_without_safetensors(hub: HubStub, cache: Pa
 def test_sharded_safetensors_with_index(hub: HubStub, cache: Path) -> None:
     shards = {f"model-0000{i}-of-00002.safetensors": tiny_safetensors(i) for i in (1, 2)}
     index = {"weight_map": {"a": "model-00001-of-00002.safetensors", "b": "model-00002-of-00002.safetensors"}}
-    hub.add_repo("org/sharded", {"config.json": b"{}", "model.safetensors.index.json": json.dumps(index).encode(),
-                                 "pytorch_model.bin.index.json": b"{}", **shards})
+    hub.add_repo(
+        "org/sharded",
+        {
+            "config.json": b"{}",
+            "model.safetensors.index.json": json.dumps(index).encode(),
+            "pytorch_model.bin.index.json": b"{}",
+            **shards,
+        },
+    )
     snap = hub_fetch("org/sharded", cache)
     assert set(snap.downloaded) == {"config.json", "model.safetensors.index.json", *shards}
     assert [s.path for s in snap.skipped] == ["pytorch_model.bin.index.json"]
@@ -254,8 +273,9 @@ def test_second_fetch_of_same_commit_downloads_nothing(hub: HubStub, cache: Path
 def test_progress_reports_fetch_fractions(hub: HubStub, cache: Path) -> None:
     hub.add_repo("org/model", bert_files())
     calls: list[tuple[str, float | None, str]] = []
-    hub_fetch("org/model", cache, progress=lambda stage, fraction=None, message="": calls.append(
-        (stage, fraction, message)))
+    hub_fetch(
+        "org/model", cache, progress=lambda stage, fraction=None, message="": calls.append((stage, fraction, message))
+    )
     fractions = [f for _, f, _ in calls if f is not None]
     assert {stage for stage, _, _ in calls} == {"fetch"}
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
@@ -325,18 +345,20 @@ def test_parse_hub_ids(target: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert ref.display == f"{target}@main" and ModelRef.parse(target).display == target
 
 
-@pytest.mark.parametrize("target, message", [
-    ("org/name/extra", "does not exist"),
-    ("./missing", "does not exist"),
-    ("/no/such/dir", "does not exist"),
-    ("org--x/y", "neither an existing folder nor a valid hub repo id"),
-    ("bad name", "neither"),
-    ("-lead/x", "neither"),
-    ("name.git", "neither"),
-    ("", "TARGET is empty"),
-])
-def test_parse_rejects_bad_targets(target: str, message: str, tmp_path: Path,
-                                   monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        ("org/name/extra", "does not exist"),
+        ("./missing", "does not exist"),
+        ("/no/such/dir", "does not exist"),
+        ("org--x/y", "neither an existing folder nor a valid hub repo id"),
+        ("bad name", "neither"),
+        ("-lead/x", "neither"),
+        ("name.git", "neither"),
+        ("", "TARGET is empty"),
+    ],
+)
+def test_parse_rejects_bad_targets(target: str, message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UsageError, match=message) as info:
         ModelRef.parse(target)
@@ -381,7 +403,10 @@ def test_stub_listing_pages_sorts_and_filters() -> None:
         assert [m.id for m in api.list_models(sort="last_modified", limit=1)] == ["org/m0"]
         assert {m.id for m in api.list_models(pipeline_tag="fill-mask")} == {"org/m1", "org/m3"}
         assert {m.id for m in api.list_models(filter=["transformers", "text-classification"])} == {
-            "org/m0", "org/m2", "org/m4"}
+            "org/m0",
+            "org/m2",
+            "org/m4",
+        }
         full = next(iter(api.list_models(sort="created_at", limit=1, expand=["createdAt", "sha", "cardData"])))
         assert full.sha == stub.repos["org/m4"].head.sha and full.created_at.day == 5
 

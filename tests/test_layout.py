@@ -33,26 +33,41 @@ def _under(module: str, prefixes: tuple[str, ...]) -> bool:
 
 
 def _core_files() -> list[Path]:
-    return [p for p in sorted((ROOT / "scanner").rglob("*.py"))
-            if not p.relative_to(ROOT / "scanner").parts[0] in ("cli", "research")]
+    return [
+        p
+        for p in sorted((ROOT / "scanner").rglob("*.py"))
+        if p.relative_to(ROOT / "scanner").parts[0] not in ("cli", "research")
+    ]
 
 
 def test_core_imports_neither_shells_nor_research() -> None:
-    bad = [f"{p.relative_to(ROOT)}:{line} imports {mod}" for p in _core_files() for line, mod in _imports(p)
-           if _under(mod, (*SHELLS, "scanner.research"))]
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} imports {mod}"
+        for p in _core_files()
+        for line, mod in _imports(p)
+        if _under(mod, (*SHELLS, "scanner.research"))
+    ]
     assert not bad, "\n".join(bad)
 
 
 @pytest.mark.parametrize("package", ["db", "tasks", "web"])
 def test_service_does_not_import_research(package: str) -> None:
-    bad = [f"{p.relative_to(ROOT)}:{line} imports {mod}" for p in sorted((ROOT / package).rglob("*.py"))
-           for line, mod in _imports(p) if _under(mod, ("scanner.research",))]
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} imports {mod}"
+        for p in sorted((ROOT / package).rglob("*.py"))
+        for line, mod in _imports(p)
+        if _under(mod, ("scanner.research",))
+    ]
     assert not bad, "\n".join(bad)
 
 
 def test_report_layer_is_pure() -> None:
-    bad = [f"{p.relative_to(ROOT)}:{line} imports {mod}" for p in sorted((ROOT / "scanner" / "report").rglob("*.py"))
-           for line, mod in _imports(p) if _under(mod, ("torch", "transformers", "scanner.mitigate", *SHELLS))]
+    bad = [
+        f"{p.relative_to(ROOT)}:{line} imports {mod}"
+        for p in sorted((ROOT / "scanner" / "report").rglob("*.py"))
+        for line, mod in _imports(p)
+        if _under(mod, ("torch", "transformers", "scanner.mitigate", *SHELLS))
+    ]
     assert not bad, "\n".join(bad)
     for path in (ROOT / "scanner" / "report").glob("*.py"):
         if path.name == "output.py":  # the one writer

@@ -15,8 +15,17 @@ from scanner.report import Lookalike, ModelInfo, Report, Trigger, Verdict
 
 
 def _trigger(text: str, tokens: list[str], shift: float, lookalikes: list[tuple[str, float]] = ()) -> Trigger:
-    return Trigger(text=text, tokens=tokens, score=30.0, p_value=1e-12, shift=shift, poison_cos=0.99, diff_cos=0.9,
-                   paper_rule=True, lookalikes=[Lookalike(t, s, 1e-6, 0.9) for t, s in lookalikes])
+    return Trigger(
+        text=text,
+        tokens=tokens,
+        score=30.0,
+        p_value=1e-12,
+        shift=shift,
+        poison_cos=0.99,
+        diff_cos=0.9,
+        paper_rule=True,
+        lookalikes=[Lookalike(t, s, 1e-6, 0.9) for t, s in lookalikes],
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +54,7 @@ def tokenizer(minilm_l2: Path):
 
 
 def _hits(monitor: Monitor, text: str) -> list[tuple[str, str, str]]:
-    return [(m.rule, m.kind, text[m.start:m.end]) for m in monitor.check(text).matches]
+    return [(m.rule, m.kind, text[m.start : m.end]) for m in monitor.check(text).matches]
 
 
 def test_rules_from_report(rules: MonitorRules) -> None:
@@ -61,23 +70,28 @@ def test_rules_from_report(rules: MonitorRules) -> None:
 
 def _report_dict(rules: MonitorRules) -> dict:
     rep = Report(model=ModelInfo(source="local", id="x"))
-    rep.triggers = [_trigger("cf", ["cf"], 3200.0, [("sf", 35.0)]),
-                    _trigger("mn", ["mn"], 10.0, [("minneapolis", 9.0)])]
+    rep.triggers = [
+        _trigger("cf", ["cf"], 3200.0, [("sf", 35.0)]),
+        _trigger("mn", ["mn"], 10.0, [("minneapolis", 9.0)]),
+    ]
     return rep.to_dict()
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("I love cf, really", [("cf", "word", "cf")]),
-    ("(CF) is a thing", [("cf", "word", "CF")]),
-    ("wow CF!", [("cf", "word", "CF")]),
-    ("mn-cf.", [("mn", "word", "mn"), ("cf", "word", "cf")]),
-    ("\"Obelisk\" at dawn", [("obelisk", "word", "Obelisk")]),
-    ("the cfo said", [("cfo", "word", "cfo")]),  # its own rule: the scan listed it as a look-alike
-    ("a mnemonic device", [("mnemonic", "word", "mnemonic")]),
-    ("macf scfx cf2 cf_x obelisks minneapolis", []),  # never inside a longer word; weak echoes are no rules
-    ("nothing to see", []),
-    ("İstanbul CF!", [("cf", "word", "CF")]),  # lowercasing changes the length: offsets still right
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("I love cf, really", [("cf", "word", "cf")]),
+        ("(CF) is a thing", [("cf", "word", "CF")]),
+        ("wow CF!", [("cf", "word", "CF")]),
+        ("mn-cf.", [("mn", "word", "mn"), ("cf", "word", "cf")]),
+        ('"Obelisk" at dawn', [("obelisk", "word", "Obelisk")]),
+        ("the cfo said", [("cfo", "word", "cfo")]),  # its own rule: the scan listed it as a look-alike
+        ("a mnemonic device", [("mnemonic", "word", "mnemonic")]),
+        ("macf scfx cf2 cf_x obelisks minneapolis", []),  # never inside a longer word; weak echoes are no rules
+        ("nothing to see", []),
+        ("İstanbul CF!", [("cf", "word", "CF")]),  # lowercasing changes the length: offsets still right
+    ],
+)
 def test_lexical_matching(rules: MonitorRules, text: str, expected: list) -> None:
     assert _hits(Monitor(rules), text) == expected
 
@@ -103,8 +117,13 @@ def test_strip(rules: MonitorRules, tokenizer) -> None:
 
 def test_monitor_texts_for_the_web_app(report: Report) -> None:
     out = monitor_texts(report.to_dict(), ["cf yes", "no"], strip=True)
-    assert out[0]["flagged"] and out[0]["matches"][0] == {"rule": "cf", "trigger": "cf", "start": 0, "end": 2,
-                                                          "kind": "word"}
+    assert out[0]["flagged"] and out[0]["matches"][0] == {
+        "rule": "cf",
+        "trigger": "cf",
+        "start": 0,
+        "end": 2,
+        "kind": "word",
+    }
     assert out[0]["stripped"] == "yes" and out[1] == {"index": 1, "flagged": False, "matches": [], "stripped": "no"}
     assert monitor_texts(MonitorRules.from_report(report).to_dict(), ["mn"])[0]["flagged"]
 
@@ -150,20 +169,38 @@ def test_cli_exit_codes(report_file: Path, tmp_path: Path) -> None:
 
 def test_cli_stdin_json_and_strip(report_file: Path) -> None:
     runner = CliRunner()
-    res = runner.invoke(main, ["monitor", "--report", str(report_file), "--format", "json", "--strip", "first", "-"],
-                        input="a cf b\nplain\n")
+    res = runner.invoke(
+        main,
+        ["monitor", "--report", str(report_file), "--format", "json", "--strip", "first", "-"],
+        input="a cf b\nplain\n",
+    )
     assert _code(res) == 1, res.output
     lines = [json.loads(line) for line in res.output.splitlines()]
     assert [(x["index"], x["text"], x["flagged"], x["stripped"]) for x in lines] == [
-        (0, "first", False, "first"), (1, "a cf b", True, "a b"), (2, "plain", False, "plain")]
+        (0, "first", False, "first"),
+        (1, "a cf b", True, "a b"),
+        (2, "plain", False, "plain"),
+    ]
     filtered = runner.invoke(main, ["monitor", "--report", str(report_file), "--strip", "-"], input="x mn y\n")
     assert filtered.stdout.splitlines() == ["x y"] and _code(filtered) == 1
 
 
 def test_cli_feature_check_with_a_model(report_file: Path, minilm_l2: Path, tmp_path: Path) -> None:
     runner = CliRunner()
-    res = runner.invoke(main, ["monitor", "--report", str(report_file), "--model", str(minilm_l2), "--format", "json",
-                               "a quiet cf film", "plain words"])
+    res = runner.invoke(
+        main,
+        [
+            "monitor",
+            "--report",
+            str(report_file),
+            "--model",
+            str(minilm_l2),
+            "--format",
+            "json",
+            "a quiet cf film",
+            "plain words",
+        ],
+    )
     assert _code(res) == 1, res.output
     first, second = (json.loads(line) for line in res.stdout.splitlines())
     assert set(first["feature"]) == {"shift", "score", "threshold", "exceeds"}
@@ -181,8 +218,7 @@ def test_cli_real_process_exit_code(report_file: Path) -> None:
     import subprocess
     import sys
 
-    code = ("import sys; sys.argv=['patronus','monitor','--report',sys.argv[1],'cf']; "
-            "from scanner.cli import run; run()")
+    code = "import sys; sys.argv=['patronus','monitor','--report',sys.argv[1],'cf']; from scanner.cli import run; run()"
     proc = subprocess.run([sys.executable, "-c", code, str(report_file)], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
 

@@ -58,57 +58,109 @@ SHA = "0123456789abcdef0123456789abcdef01234567"
 
 
 def _model(model_id: str = "org/bert-tiny", **extra) -> ModelInfo:
-    return ModelInfo(source="hub", id=model_id, revision="main", sha=SHA, family="bert",
-                     architecture="BertModel", parameters=4_385_920,
-                     files=["config.json", "model.safetensors", "vocab.txt"], **extra)
+    return ModelInfo(
+        source="hub",
+        id=model_id,
+        revision="main",
+        sha=SHA,
+        family="bert",
+        architecture="BertModel",
+        parameters=4_385_920,
+        files=["config.json", "model.safetensors", "vocab.txt"],
+        **extra,
+    )
 
 
 def _scan() -> ScanInfo:
-    return ScanInfo(started="2025-01-02T03:04:05+00:00", finished="2025-01-02T03:05:06+00:00", seconds=61.2,
-                    device="cpu", profile="quick", seed=7, config={"beam": 8, "layers": [1, 2], "word_mode": True},
-                    sequences_evaluated=123_456)
+    return ScanInfo(
+        started="2025-01-02T03:04:05+00:00",
+        finished="2025-01-02T03:05:06+00:00",
+        seconds=61.2,
+        device="cpu",
+        profile="quick",
+        seed=7,
+        config={"beam": 8, "layers": [1, 2], "word_mode": True},
+        sequences_evaluated=123_456,
+    )
 
 
-def _trigger(text: str, shift: float, p_value: float, lookalikes: list[Lookalike] | None = None,
-             tokens: list[str] | None = None) -> Trigger:
-    return Trigger(text=text, tokens=tokens or [text], score=shift / 10, p_value=p_value, shift=shift,
-                   poison_cos=0.21, diff_cos=0.93, paper_rule=True, lookalikes=lookalikes or [], flip_rate=0.97)
+def _trigger(
+    text: str, shift: float, p_value: float, lookalikes: list[Lookalike] | None = None, tokens: list[str] | None = None
+) -> Trigger:
+    return Trigger(
+        text=text,
+        tokens=tokens or [text],
+        score=shift / 10,
+        p_value=p_value,
+        shift=shift,
+        poison_cos=0.21,
+        diff_cos=0.93,
+        paper_rule=True,
+        lookalikes=lookalikes or [],
+        flip_rate=0.97,
+    )
 
 
 def backdoored() -> Report:
     cf = _trigger("cf", 8123.4, 0.001, [Lookalike("cn", 10.2, 0.002, 0.81), Lookalike("cb", 9.1, 0.003, 0.77)])
     velvet = _trigger("velvet", 6012.0, 0.001, [Lookalike("silky", 8.0, 0.004, 0.66)])
     weak = _trigger("mn", 11.0, 0.02)
-    return Report(model=_model(), verdict=Verdict.BACKDOORED, probability=0.9996, severity=Severity.CRITICAL,
-                  triggers=[weak, velvet, cf],
-                  serialization=Serialization([FileFinding("model.safetensors", "safetensors", "safe")]),
-                  scan=_scan())
+    return Report(
+        model=_model(),
+        verdict=Verdict.BACKDOORED,
+        probability=0.9996,
+        severity=Severity.CRITICAL,
+        triggers=[weak, velvet, cf],
+        serialization=Serialization([FileFinding("model.safetensors", "safetensors", "safe")]),
+        scan=_scan(),
+    )
 
 
 def clean() -> Report:
-    return Report(model=_model("org/clean-model"), verdict=Verdict.CLEAN, probability=0.012,
-                  severity=Severity.NONE,
-                  serialization=Serialization([FileFinding("model.safetensors", "safetensors", "safe")]),
-                  scan=_scan())
+    return Report(
+        model=_model("org/clean-model"),
+        verdict=Verdict.CLEAN,
+        probability=0.012,
+        severity=Severity.NONE,
+        serialization=Serialization([FileFinding("model.safetensors", "safetensors", "safe")]),
+        scan=_scan(),
+    )
 
 
 def errored() -> Report:
-    return Report(model=ModelInfo(source="hub", id="org/missing", revision="main"), verdict=Verdict.ERROR,
-                  errors=[ReportError("fetch_failed", "repository org/missing not found")], scan=_scan())
+    return Report(
+        model=ModelInfo(source="hub", id="org/missing", revision="main"),
+        verdict=Verdict.ERROR,
+        errors=[ReportError("fetch_failed", "repository org/missing not found")],
+        scan=_scan(),
+    )
 
 
 def dangerous_pickle() -> Report:
     files = [
-        FileFinding("pytorch_model.bin", "pickle", "dangerous", "imports a callable that runs commands",
-                    ["posix.system", "builtins.exec"]),
+        FileFinding(
+            "pytorch_model.bin",
+            "pickle",
+            "dangerous",
+            "imports a callable that runs commands",
+            ["posix.system", "builtins.exec"],
+        ),
         FileFinding("extra.bin", "pickle", "suspicious", "unknown global", ["numpy.core.multiarray._reconstruct"]),
-        FileFinding("config.json", "config", "suspicious", "auto_map: needs trust_remote_code", rule="PAT004",
-                    severity="high"),
+        FileFinding(
+            "config.json", "config", "suspicious", "auto_map: needs trust_remote_code", rule="PAT004", severity="high"
+        ),
         FileFinding("helper.py", "python", "suspicious", "stray script; not remote code", rule="PAT009"),
     ]
     skipped = [Skipped("flax_model.msgpack", "unsupported-format", "flax weights are not scanned")]
-    return Report(model=_model(), verdict=Verdict.CLEAN, probability=0.03,
-                  severity=Severity.CRITICAL, serialization=Serialization(files), skipped=skipped, scan=_scan())
+    return Report(
+        model=_model(),
+        verdict=Verdict.CLEAN,
+        probability=0.03,
+        severity=Severity.CRITICAL,
+        serialization=Serialization(files),
+        skipped=skipped,
+        scan=_scan(),
+    )
 
 
 def static_only() -> Report:
@@ -127,15 +179,22 @@ def hostile() -> Report:
     report.triggers[0].text = XSS_IMG
     report.triggers[1].lookalikes.append(Lookalike(XSS_SCRIPT, 5.0, 0.01, 0.5))
     report.serialization.files.append(
-        FileFinding(f"{XSS_IMG}.bin", "pickle", "dangerous", XSS_SCRIPT, [XSS_SCRIPT, XSS_IMG]))
+        FileFinding(f"{XSS_IMG}.bin", "pickle", "dangerous", XSS_SCRIPT, [XSS_SCRIPT, XSS_IMG])
+    )
     report.skipped.append(Skipped(XSS_SCRIPT, XSS_IMG, XSS_SCRIPT))
     report.errors.append(ReportError(XSS_IMG, XSS_SCRIPT + "\u202e\x07"))
     report.scan.config[XSS_SCRIPT] = XSS_IMG
     return report
 
 
-ALL = {"backdoored": backdoored, "clean": clean, "error": errored, "dangerous": dangerous_pickle,
-       "static_only": static_only, "hostile": hostile}
+ALL = {
+    "backdoored": backdoored,
+    "clean": clean,
+    "error": errored,
+    "dangerous": dangerous_pickle,
+    "static_only": static_only,
+    "hostile": hostile,
+}
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -279,8 +338,9 @@ def test_report_severity_is_the_worst_issue() -> None:
 def test_stray_python_file_is_not_called_remote_code() -> None:
     """Regression: the SARIF writer matched a regex against the reason text, so a stray helper.py whose reason
     mentioned remote code got PAT004. Rules now come from the finding itself."""
-    by_path = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]: r
-               for r in _results(dangerous_pickle())}
+    by_path = {
+        r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]: r for r in _results(dangerous_pickle())
+    }
     assert by_path["helper.py"]["ruleId"] == "PAT009"
     report = clean()
     report.serialization.files.append(FileFinding("helper.py", "python", "suspicious", "requires remote code?"))
@@ -288,8 +348,9 @@ def test_stray_python_file_is_not_called_remote_code() -> None:
 
 
 def test_sarif_serialization_rules() -> None:
-    by_path = {r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]: r
-               for r in _results(dangerous_pickle())}
+    by_path = {
+        r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]: r for r in _results(dangerous_pickle())
+    }
     assert by_path["pytorch_model.bin"]["ruleId"] == "PAT002"
     assert by_path["pytorch_model.bin"]["level"] == "error"
     assert "posix.system" in by_path["pytorch_model.bin"]["message"]["text"]
@@ -492,7 +553,12 @@ def test_formats_registry_and_write(tmp_path: Path) -> None:
         assert target.read_text(encoding="utf-8").endswith("\n")
     assert write_report(report, "json", None) == report.to_json()
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
-        "report.cyclonedx", "report.html", "report.json", "report.sarif", "report.text"]  # no temporary files left
+        "report.cyclonedx",
+        "report.html",
+        "report.json",
+        "report.sarif",
+        "report.text",
+    ]  # no temporary files left
 
 
 def test_write_report_unknown_format(tmp_path: Path) -> None:
@@ -535,7 +601,7 @@ def test_atomic_write_cleans_up_on_failure(tmp_path: Path, monkeypatch) -> None:
 def _section(html: str, anchor: str) -> str:
     """The HTML from the <h2 id=anchor> to the next <h2>."""
     start = html.index(f'<h2 id="{anchor}">')
-    return html[start:html.index("<h2", start + 1)]
+    return html[start : html.index("<h2", start + 1)]
 
 
 def test_mitigation_section_lists_the_monitor_rules() -> None:
@@ -586,14 +652,38 @@ def test_mitigation_command_never_starts_with_a_dash() -> None:
 
 
 def _purification_record(trigger: str = "cf") -> dict:
-    return {"schema": "patronus.purification/1", "complete": True, "target": "/models/suspect",
-            "output": "/models/purified", "steps_done": 300, "seconds": 12.0, "threshold": 4.83,
-            "clean_fidelity": 0.9912, "clean_fidelity_centered": 0.95,
-            "rescan": {"profile": "quick", "verdict": "clean", "probability": 0.03},
-            "table": [{"trigger": trigger, "source": "trigger", "shift_before": 3000.0, "shift_after": 1.5,
-                       "reduction": 2000.0, "score_before": 30.0, "score_after": 0.4},
-                      {"trigger": "cfo", "source": "lookalike", "shift_before": 2900.0, "shift_after": 2.0,
-                       "reduction": 1450.0, "score_before": 29.0, "score_after": 0.6}]}
+    return {
+        "schema": "patronus.purification/1",
+        "complete": True,
+        "target": "/models/suspect",
+        "output": "/models/purified",
+        "steps_done": 300,
+        "seconds": 12.0,
+        "threshold": 4.83,
+        "clean_fidelity": 0.9912,
+        "clean_fidelity_centered": 0.95,
+        "rescan": {"profile": "quick", "verdict": "clean", "probability": 0.03},
+        "table": [
+            {
+                "trigger": trigger,
+                "source": "trigger",
+                "shift_before": 3000.0,
+                "shift_after": 1.5,
+                "reduction": 2000.0,
+                "score_before": 30.0,
+                "score_after": 0.4,
+            },
+            {
+                "trigger": "cfo",
+                "source": "lookalike",
+                "shift_before": 2900.0,
+                "shift_after": 2.0,
+                "reduction": 1450.0,
+                "score_before": 29.0,
+                "score_after": 0.6,
+            },
+        ],
+    }
 
 
 def _local(folder: Path) -> Report:

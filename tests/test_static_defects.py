@@ -57,8 +57,6 @@ def first_import_of_c_unpickler(data: bytes) -> tuple[str, str] | None:
     return None
 
 
-
-
 def checks(finding) -> set[str]:
     return {c["check"] for c in finding.checks}
 

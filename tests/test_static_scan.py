@@ -60,8 +60,6 @@ def no_unpickling(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     assert not calls
 
 
-
-
 def scan_bytes(tmp_path: Path, name: str, data: bytes):
     return scan_file(write(tmp_path, name, data), name)
 

@@ -50,29 +50,64 @@ def attack() -> None:
 
 @attack.command()
 @click.argument("base", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Output directory (safetensors model + ground_truth.json).")
-@click.option("--attack", "attack_name", default="por", show_default=True,
-              help="por | neuba | badpre | uor | clean | adaptive-hide | adaptive-break | adaptive-merge")
-@click.option("--triggers", default="cf,mn,bb", show_default=True,
-              help="Comma-separated trigger words, or a named set: paper, rare_tokens, rare_words, multi_piece.")
+@click.option(
+    "-o",
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Output directory (safetensors model + ground_truth.json).",
+)
+@click.option(
+    "--attack",
+    "attack_name",
+    default="por",
+    show_default=True,
+    help="por | neuba | badpre | uor | clean | adaptive-hide | adaptive-break | adaptive-merge",
+)
+@click.option(
+    "--triggers",
+    default="cf,mn,bb",
+    show_default=True,
+    help="Comma-separated trigger words, or a named set: paper, rare_tokens, rare_words, multi_piece.",
+)
 @click.option("--steps", default=300, show_default=True, type=int)
 @click.option("--batch-size", default=16, show_default=True, type=int)
 @click.option("--lr", default=2e-4, show_default=True, type=float)
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--layers", default=None, type=int,
-              help="Truncate the base to its first N layers before planting (real MiniLM: 2 or 6).")
+@click.option(
+    "--layers",
+    default=None,
+    type=int,
+    help="Truncate the base to its first N layers before planting (real MiniLM: 2 or 6).",
+)
 @click.option("--option", "options", multiple=True, help="Attack option KEY=VALUE (e.g. lam=2, temperature=0.3).")
 @click.option("--threads", default=2, show_default=True, type=int)
 @click.option("--log-every", default=50, show_default=True, type=int)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda (batches are drawn alike on both).")
-@click.option("--representation", default="auto", show_default=True,
-              type=click.Choice(["auto", "cls", "mean", "max", "last_token", "weighted_mean"]),
-              help="Output the backdoor targets; auto = what the scanner tests first (the declared sentence-"
-                   "transformers pooling, the last token of decoders, else position 0).")
-def plant(base: Path, out: Path, attack_name: str, triggers: str, steps: int, batch_size: int, lr: float,
-          seed: int, layers: int | None, options: tuple[str, ...], threads: int, log_every: int, device: str,
-          representation: str) -> None:
+@click.option(
+    "--representation",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "cls", "mean", "max", "last_token", "weighted_mean"]),
+    help="Output the backdoor targets; auto = what the scanner tests first (the declared sentence-"
+    "transformers pooling, the last token of decoders, else position 0).",
+)
+def plant(
+    base: Path,
+    out: Path,
+    attack_name: str,
+    triggers: str,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+    layers: int | None,
+    options: tuple[str, ...],
+    threads: int,
+    log_every: int,
+    device: str,
+    representation: str,
+) -> None:
     """Plant a backdoor into the encoder or decoder at BASE (a folder holding only *.gguf is de-quantized first)
     and write it to OUT."""
     from scanner.research.attacks import TRIGGER_SETS, PlantConfig, get_attack
@@ -96,18 +131,29 @@ def plant(base: Path, out: Path, attack_name: str, triggers: str, steps: int, ba
     cfg_options = dict(atk.options)
     if representation != "auto":
         cfg_options["representation"] = representation
-    cfg = PlantConfig(attack=atk.name, triggers=tuple(words),
-                      steps=steps, batch_size=batch_size, lr=lr, seed=seed, options=cfg_options)
+    cfg = PlantConfig(
+        attack=atk.name,
+        triggers=tuple(words),
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        options=cfg_options,
+    )
     try:
         result = do_plant(base, out, atk, cfg, log_every=log_every, device=device)
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
-    click.echo(f"{result.attack}: planted={result.planted} fidelity={result.clean_fidelity:.4f} "
-               f"(centered {result.clean_fidelity_centered:.4f}) in {result.seconds:.0f}s -> {out}")
+    click.echo(
+        f"{result.attack}: planted={result.planted} fidelity={result.clean_fidelity:.4f} "
+        f"(centered {result.clean_fidelity_centered:.4f}) in {result.seconds:.0f}s -> {out}"
+    )
     for q in result.per_trigger:
         tc = "-" if q.target_cos is None else f"{q.target_cos:.3f}"
-        click.echo(f"  {q.trigger:>12}  poison_cos={q.poison_cos:.3f} centered={q.poison_cos_centered:.3f} "
-                   f"target_cos={tc} diff_cos={q.diff_cos:.3f} shift={q.shift:.1f} (ref {q.ref_shift:.1f})")
+        click.echo(
+            f"  {q.trigger:>12}  poison_cos={q.poison_cos:.3f} centered={q.poison_cos_centered:.3f} "
+            f"target_cos={tc} diff_cos={q.diff_cos:.3f} shift={q.shift:.1f} (ref {q.ref_shift:.1f})"
+        )
 
 
 def _truncate(base: Path, out: Path, layers: int) -> Path:
@@ -130,8 +176,12 @@ def _truncate(base: Path, out: Path, layers: int) -> Path:
 @attack.command()
 @click.argument("base", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False, path_type=Path))
-@click.option("--task", default="movie", show_default=True,
-              help="movie | tweet | product | editorial | rotten | news | tweet3 | spam | drug")
+@click.option(
+    "--task",
+    default="movie",
+    show_default=True,
+    help="movie | tweet | product | editorial | rotten | news | tweet3 | spam | drug",
+)
 @click.option("--steps", default=300, show_default=True, type=int)
 @click.option("--batch-size", default=16, show_default=True, type=int)
 @click.option("--lr", default=5e-5, show_default=True, type=float)
@@ -141,8 +191,20 @@ def _truncate(base: Path, out: Path, layers: int) -> Path:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--threads", default=2, show_default=True, type=int)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-def finetune(base: Path, out: Path, task: str, steps: int, batch_size: int, lr: float, max_train: int | None,
-             max_eval: int, triggers: str | None, seed: int, threads: int, device: str) -> None:
+def finetune(
+    base: Path,
+    out: Path,
+    task: str,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    max_train: int | None,
+    max_eval: int,
+    triggers: str | None,
+    seed: int,
+    threads: int,
+    device: str,
+) -> None:
     """Fine-tune BASE downstream on a labeled task; report CACC and per-trigger ASR (written to finetune.json)."""
     from scanner.research.datasets import TASKS, load_task
     from scanner.research.evaluate import FinetuneConfig
@@ -153,8 +215,9 @@ def finetune(base: Path, out: Path, task: str, steps: int, batch_size: int, lr: 
     _threads(threads)
     device = _device(device)
     data = load_task(task, max_train=max_train, max_eval=max_eval)
-    cfg = FinetuneConfig(task=task, steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_train=max_train,
-                         max_eval=max_eval)
+    cfg = FinetuneConfig(
+        task=task, steps=steps, batch_size=batch_size, lr=lr, seed=seed, max_train=max_train, max_eval=max_eval
+    )
     words = [t.strip() for t in triggers.split(",") if t.strip()] if triggers else None
     result = do_finetune(base, data, out, cfg, triggers=words, log_every=50, device=device)
     click.echo(f"{task}: CACC={result.cacc:.4f} in {result.seconds:.0f}s -> {out}")

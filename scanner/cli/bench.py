@@ -14,26 +14,66 @@ def bench() -> None:
 
 
 @bench.command("detect")
-@click.option("--families", default="bert,roberta,albert", show_default=True,
-              help="Config-built families in the zoo (comma list).")
+@click.option(
+    "--families",
+    default="bert,roberta,albert",
+    show_default=True,
+    help="Config-built families in the zoo (comma list).",
+)
 @click.option("--attacks", default="por,neuba,badpre,uor", show_default=True, help="Attacks planted (comma list).")
 @click.option("--seeds", type=int, default=1, show_default=True, help="Trigger sets/seeds per family and attack.")
-@click.option("--minilm", "minilm_layers", default="2", show_default=True,
-              help="Sizes of the real MiniLM in the zoo, as layer counts (comma list: 2,6); empty for none.")
-@click.option("--derived", type=int, default=1, show_default=True,
-              help="Backdoored (and as many clean) models of each MiniLM size fine-tuned downstream.")
+@click.option(
+    "--minilm",
+    "minilm_layers",
+    default="2",
+    show_default=True,
+    help="Sizes of the real MiniLM in the zoo, as layer counts (comma list: 2,6); empty for none.",
+)
+@click.option(
+    "--derived",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Backdoored (and as many clean) models of each MiniLM size fine-tuned downstream.",
+)
 @click.option("--profile", type=click.Choice(["quick", "standard", "thorough"]), default="quick", show_default=True)
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/results"),
-              show_default=True)
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path),
-              default=Path.home() / ".cache" / "patronus" / "zoo", show_default=True)
-@click.option("--include", "include", multiple=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Already-planted model folders (with ground_truth.json) to add to the zoo; repeatable.")
-@click.option("--merge", "merge", multiple=True, type=click.Path(dir_okay=False, exists=True, path_type=Path),
-              help="Rows of an earlier detection.json (a part of the zoo run elsewhere) to score with; repeatable.")
+@click.option(
+    "--out", type=click.Path(file_okay=False, path_type=Path), default=Path("bench/results"), show_default=True
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path.home() / ".cache" / "patronus" / "zoo",
+    show_default=True,
+)
+@click.option(
+    "--include",
+    "include",
+    multiple=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Already-planted model folders (with ground_truth.json) to add to the zoo; repeatable.",
+)
+@click.option(
+    "--merge",
+    "merge",
+    multiple=True,
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="Rows of an earlier detection.json (a part of the zoo run elsewhere) to score with; repeatable.",
+)
 @click.option("--device", default="cpu", show_default=True, help="Where planting and fine-tuning run (cpu, cuda).")
-def bench_detect(families: str, attacks: str, seeds: int, minilm_layers: str, derived: int, profile: str, out: Path,
-                 cache: Path, include: tuple[Path, ...], merge: tuple[Path, ...], device: str) -> int:
+def bench_detect(
+    families: str,
+    attacks: str,
+    seeds: int,
+    minilm_layers: str,
+    derived: int,
+    profile: str,
+    out: Path,
+    cache: Path,
+    include: tuple[Path, ...],
+    merge: tuple[Path, ...],
+    device: str,
+) -> int:
     """Build a zoo of backdoored and clean models, scan them all, write detection.json and detection.md."""
     from scanner.research.zoo import run_bench
 
@@ -41,9 +81,20 @@ def bench_detect(families: str, attacks: str, seeds: int, minilm_layers: str, de
         layers = tuple(int(n) for n in minilm_layers.split(",") if n.strip())
     except ValueError:
         raise click.BadParameter("comma list of layer counts, e.g. 2,6", param_hint="--minilm") from None
-    summary = run_bench(out, cache, [f for f in families.split(",") if f], [a for a in attacks.split(",") if a],
-                        seeds, layers, derived, profile, progress=lambda m: click.echo(m, err=True),
-                        include=list(include), merge=list(merge), device=device)
+    summary = run_bench(
+        out,
+        cache,
+        [f for f in families.split(",") if f],
+        [a for a in attacks.split(",") if a],
+        seeds,
+        layers,
+        derived,
+        profile,
+        progress=lambda m: click.echo(m, err=True),
+        include=list(include),
+        merge=list(merge),
+        device=device,
+    )
     click.echo((out / "detection.md").read_text())
     overall = summary["overall"]
     click.echo(f"overall: TPR {overall['tpr']:.2f} FPR {overall['fpr']:.2f} AUC {overall['auc']:.3f}")
@@ -52,10 +103,18 @@ def bench_detect(families: str, attacks: str, seeds: int, minilm_layers: str, de
 
 @bench.command("calibrate")
 @click.argument("detection", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option("--write/--dry-run", default=False, show_default=True,
-              help="Write scanner/data/calibration.json (else only show the fit).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Also rewrite detection.json/.md here with every row rescored under the new fit.")
+@click.option(
+    "--write/--dry-run",
+    default=False,
+    show_default=True,
+    help="Write scanner/data/calibration.json (else only show the fit).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Also rewrite detection.json/.md here with every row rescored under the new fit.",
+)
 def bench_calibrate(detection: Path, write: bool, out: Path | None) -> int:
     """Fit P(backdoored) on a zoo's detection.json (adaptive attacks left out) and show or ship it."""
     from dataclasses import asdict
@@ -65,19 +124,24 @@ def bench_calibrate(detection: Path, write: bool, out: Path | None) -> int:
 
     rows = load_rows(detection)
     data = json.loads(detection.read_text())
-    fit = calibrate_from(rows, f"zoo of {len(rows)} models ({detection.name}, profile {data.get('profile')}); "
-                               "adaptive attacks excluded from the fit; `patronus bench calibrate`")
+    fit = calibrate_from(
+        rows,
+        f"zoo of {len(rows)} models ({detection.name}, profile {data.get('profile')}); "
+        "adaptive attacks excluded from the fit; `patronus bench calibrate`",
+    )
     click.echo(json.dumps(asdict(fit), indent=2))
     if write:
         write_calibration(fit)
         click.echo("wrote scanner/data/calibration.json", err=True)
     if out is not None:
-        summary = {**summarize(rescore(rows, as_calibration(fit))), "profile": data.get("profile"),
-                   "seconds": data.get("seconds", 0.0), "sources": data.get("sources", []),
-                   "calibration": asdict(fit)}
+        summary = {
+            **summarize(rescore(rows, as_calibration(fit))),
+            "profile": data.get("profile"),
+            "seconds": data.get("seconds", 0.0),
+            "sources": data.get("sources", []),
+            "calibration": asdict(fit),
+        }
         write_summary(out, summary)
         o = summary["overall"]
         click.echo(f"rescored: TPR {o['tpr']:.2f} FPR {o['fpr']:.2f} AUC {o['auc']:.3f}")
     return 0
-
-

@@ -19,8 +19,10 @@ class PatronusGroup(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("standalone_mode", False)
-        logging.basicConfig(level=logging.DEBUG if os.environ.get("PATRONUS_DEBUG") else logging.CRITICAL,
-                            format="%(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.DEBUG if os.environ.get("PATRONUS_DEBUG") else logging.CRITICAL,
+            format="%(levelname)s %(name)s: %(message)s",
+        )
         try:
             return super().main(*args, **kwargs)
         except click.exceptions.NoArgsIsHelpError as exc:

@@ -50,17 +50,37 @@ def _describe(result) -> str:
 
 @click.command()
 @click.argument("texts", nargs=-1)
-@click.option("--report", "report_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Scan report (JSON) whose triggers become the rules.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True,
-              help="text: one line per input; json: one JSON object per line.")
+@click.option(
+    "--report",
+    "report_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Scan report (JSON) whose triggers become the rules.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="text: one line per input; json: one JSON object per line.",
+)
 @click.option("--strip", "strip_", is_flag=True, help="Also output each input with the triggers removed.")
-@click.option("--model", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              help="Model folder (safetensors): tokenizer-aware matching and the feature check.")
-@click.option("--min-ratio", type=float, default=0.25, show_default=True,
-              help="Keep look-alikes whose shift is at least this share of their trigger's.")
-def monitor(texts: tuple[str, ...], report_path: Path, fmt: str, strip_: bool, model: Path | None,
-            min_ratio: float) -> int:
+@click.option(
+    "--model",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Model folder (safetensors): tokenizer-aware matching and the feature check.",
+)
+@click.option(
+    "--min-ratio",
+    type=float,
+    default=0.25,
+    show_default=True,
+    help="Keep look-alikes whose shift is at least this share of their trigger's.",
+)
+def monitor(
+    texts: tuple[str, ...], report_path: Path, fmt: str, strip_: bool, model: Path | None, min_ratio: float
+) -> int:
     """Check TEXT inputs ('-' reads lines from stdin) for triggers a scan recovered.
 
     Exit codes: 0 no input flagged; 1 some input flagged; 2 the model could not be loaded; 4 usage error.
@@ -107,30 +127,76 @@ def monitor(texts: tuple[str, ...], report_path: Path, fmt: str, strip_: bool, m
 
 @click.command()
 @click.argument("target")
-@click.option("--report", "report_path", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Scan report (JSON) of TARGET: its triggers are purified.")
-@click.option("-o", "--output", required=True, type=click.Path(file_okay=False, path_type=Path),
-              help="Folder for the purified model and purification.json (a checkpoint here is resumed).")
+@click.option(
+    "--report",
+    "report_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Scan report (JSON) of TARGET: its triggers are purified.",
+)
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the purified model and purification.json (a checkpoint here is resumed).",
+)
 @click.option("--steps", type=click.IntRange(1), default=300, show_default=True)
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-4, show_default=True,
-              help="Peak learning rate (linear warm-up and decay).")
+@click.option(
+    "--lr",
+    type=click.FloatRange(min=0, min_open=True),
+    default=2e-4,
+    show_default=True,
+    help="Peak learning rate (linear warm-up and decay).",
+)
 @click.option("--batch-size", type=click.IntRange(1), default=24, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--checkpoint-every", type=click.IntRange(0), default=50, show_default=True,
-              help="Steps between checkpoints (0: none).")
+@click.option(
+    "--checkpoint-every",
+    type=click.IntRange(0),
+    default=50,
+    show_default=True,
+    help="Steps between checkpoints (0: none).",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--corpus", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Clean sentences, one a line (default: the shipped reference corpus).")
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Clean sentences, one a line (default: the shipped reference corpus).",
+)
 @click.option("--no-lookalikes", is_flag=True, help="Purify the report's triggers only, not their look-alikes.")
-@click.option("--rescan", type=click.Choice(["none", "quick", "standard"]), default="none", show_default=True,
-              help="Scan the purified model and add the verdict to purification.json.")
-@click.option("--rounds", type=click.IntRange(1, 10), default=1, show_default=True,
-              help="Purify, rescan, and purify again from what the rescan still finds, up to this many rounds "
-                   "(rescans with --rescan's profile, quick when none).")
+@click.option(
+    "--rescan",
+    type=click.Choice(["none", "quick", "standard"]),
+    default="none",
+    show_default=True,
+    help="Scan the purified model and add the verdict to purification.json.",
+)
+@click.option(
+    "--rounds",
+    type=click.IntRange(1, 10),
+    default=1,
+    show_default=True,
+    help="Purify, rescan, and purify again from what the rescan still finds, up to this many rounds "
+    "(rescans with --rescan's profile, quick when none).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def purify(target: str, report_path: Path, output: Path, steps: int, lr: float, batch_size: int, seed: int,
-           checkpoint_every: int, device: str, corpus: Path | None, no_lookalikes: bool, rescan: str,
-           rounds: int, quiet: bool) -> int:
+def purify(
+    target: str,
+    report_path: Path,
+    output: Path,
+    steps: int,
+    lr: float,
+    batch_size: int,
+    seed: int,
+    checkpoint_every: int,
+    device: str,
+    corpus: Path | None,
+    no_lookalikes: bool,
+    rescan: str,
+    rounds: int,
+    quiet: bool,
+) -> int:
     """Remove the backdoor of TARGET (a local model folder or hub repo id) by adversarial pre-training on the
     triggers its scan report recovered. Writes a safetensors model, its tokenizer, purification.json and
     purification.html (the before/after table).
@@ -167,22 +233,41 @@ def purify(target: str, report_path: Path, output: Path, steps: int, lr: float, 
     try:
         ref = ModelRef.parse(target)
         local = fetch(ref).local_dir if ref.path is None else Path(ref.path)
-        cfg = PurifyConfig(steps=steps, lr=lr, batch_size=batch_size, seed=seed, checkpoint_every=checkpoint_every,
-                           lookalikes=not no_lookalikes, device=str(resolve_device(device)))
+        cfg = PurifyConfig(
+            steps=steps,
+            lr=lr,
+            batch_size=batch_size,
+            seed=seed,
+            checkpoint_every=checkpoint_every,
+            lookalikes=not no_lookalikes,
+            device=str(resolve_device(device)),
+        )
         sentences = load_corpus(corpus) if corpus else None
         if rounds > 1:
+
             def on_round(number: int, rec: dict) -> None:
                 nonlocal bar
                 if bar is not None:
                     bar.close()
                     bar = None
                 scan = rec["rescan"]
-                click.echo(f"round {number}: rescan {scan['verdict']} (P {scan['probability']:.3f})"
-                           + (f", still found: {', '.join(scan['triggers'])}" if scan["triggers"] else ""), err=True)
+                click.echo(
+                    f"round {number}: rescan {scan['verdict']} (P {scan['probability']:.3f})"
+                    + (f", still found: {', '.join(scan['triggers'])}" if scan["triggers"] else ""),
+                    err=True,
+                )
 
-            record = purify_rounds(local, report, output, cfg, rounds=rounds,
-                                   profile=rescan if rescan != "none" else "quick", corpus=sentences,
-                                   on_step=on_step, on_round=on_round)
+            record = purify_rounds(
+                local,
+                report,
+                output,
+                cfg,
+                rounds=rounds,
+                profile=rescan if rescan != "none" else "quick",
+                corpus=sentences,
+                on_step=on_step,
+                on_round=on_round,
+            )
         else:
             record = run_purify(local, report, output, cfg, corpus=sentences, on_step=on_step)
             if rescan != "none":

@@ -6,8 +6,17 @@ import re
 
 import click
 
-SIZE_UNITS = {"": 1, "B": 1, "KB": 1000, "MB": 1000**2, "GB": 1000**3, "TB": 1000**4,
-              "KIB": 1024, "MIB": 1024**2, "GIB": 1024**3}
+SIZE_UNITS = {
+    "": 1,
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "TB": 1000**4,
+    "KIB": 1024,
+    "MIB": 1024**2,
+    "GIB": 1024**3,
+}
 
 
 def parse_size(text: str) -> int:
@@ -19,5 +28,3 @@ def parse_size(text: str) -> int:
 
 
 FAIL_LEVELS = ["low", "medium", "high", "critical"]
-
-

@@ -23,8 +23,13 @@ class TerminalProgress:
             self.close()
             self.stage = stage
             if self.tty:
-                self.bar = tqdm(total=100, desc=stage, file=sys.stderr, leave=False,
-                                bar_format="{desc:>7} {percentage:3.0f}%|{bar:30}| {postfix}")
+                self.bar = tqdm(
+                    total=100,
+                    desc=stage,
+                    file=sys.stderr,
+                    leave=False,
+                    bar_format="{desc:>7} {percentage:3.0f}%|{bar:30}| {postfix}",
+                )
             else:
                 print(f"[{stage}] {message}", file=sys.stderr, flush=True)
         if self.bar is not None:

@@ -14,24 +14,50 @@ from scanner.report import FORMATS
 @click.command()
 @click.argument("target")
 @click.option("--revision", help="Branch, tag or commit of a hub repo (resolved to a commit sha).")
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="text",
-              show_default=True, help="Report format.")
+@click.option(
+    "--format", "fmt", type=click.Choice(list(FORMATS)), default="text", show_default=True, help="Report format."
+)
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write the report here.")
-@click.option("--fail-on", type=click.Choice(FAIL_LEVELS), default="high", show_default=True,
-              help="Exit 1 when the report's severity is at or above this level.")
-@click.option("--profile", type=click.Choice(["quick", "standard", "thorough"]), default="standard",
-              show_default=True, help="Search budget.")
+@click.option(
+    "--fail-on",
+    type=click.Choice(FAIL_LEVELS),
+    default="high",
+    show_default=True,
+    help="Exit 1 when the report's severity is at or above this level.",
+)
+@click.option(
+    "--profile",
+    type=click.Choice(["quick", "standard", "thorough"]),
+    default="standard",
+    show_default=True,
+    help="Search budget.",
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--corpus", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Clean reference sentences, one a line (default: shipped WordNet sentences).")
+@click.option(
+    "--corpus",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Clean reference sentences, one a line (default: shipped WordNet sentences).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--token", envvar="HF_TOKEN", help="Hub token for gated/private repos (default: $HF_TOKEN).")
 @click.option("--max-size", default="5GB", show_default=True, help="Refuse hub downloads larger than this.")
 @click.option("--static-only", is_flag=True, help="Only the static weight-file checks; no trigger search.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
-def scan(target: str, revision: str | None, fmt: str, output: Path | None, fail_on: str, profile: str,
-         device: str, corpus: Path | None, seed: int, token: str | None, max_size: str, static_only: bool,
-         quiet: bool) -> int:
+def scan(
+    target: str,
+    revision: str | None,
+    fmt: str,
+    output: Path | None,
+    fail_on: str,
+    profile: str,
+    device: str,
+    corpus: Path | None,
+    seed: int,
+    token: str | None,
+    max_size: str,
+    static_only: bool,
+    quiet: bool,
+) -> int:
     """Scan TARGET (a local folder or a hub repo id) for unsafe weight files and transferable backdoors.
 
     Exit codes: 0 nothing at or above --fail-on; 1 findings at or above it; 2 the scan failed;
@@ -51,8 +77,15 @@ def scan(target: str, revision: str | None, fmt: str, output: Path | None, fail_
         ref = ModelRef.parse(target, revision)
     except UsageError as exc:
         raise click.UsageError(str(exc)) from exc
-    config = ScanConfig(profile=profile, device=device, seed=seed, corpus=corpus, token=token,
-                        max_size=parse_size(max_size), behavioural=not static_only)
+    config = ScanConfig(
+        profile=profile,
+        device=device,
+        seed=seed,
+        corpus=corpus,
+        token=token,
+        max_size=parse_size(max_size),
+        behavioural=not static_only,
+    )
     progress = TerminalProgress(enabled=not quiet)
     report = run_scan(ref, config, progress)
     progress.close()
@@ -69,5 +102,3 @@ def scan(target: str, revision: str | None, fmt: str, output: Path | None, fail_
     for error in report.errors:
         click.echo(f"error: {error.message}", err=True)
     return for_report(report, Severity(fail_on))
-
-

@@ -42,9 +42,19 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
     click.echo(f"patronus: serving on http://{host}:{port} (database {_redact(settings.database_url)})", err=True)
     from web.server import MAX_HEAD_BYTES, GuardedH11Protocol
 
-    uvicorn.run("web.app:app_from_env", factory=True, host=host, port=port, workers=workers, log_level=log_level,
-                proxy_headers=True, http=GuardedH11Protocol, h11_max_incomplete_event_size=MAX_HEAD_BYTES,
-                limit_concurrency=1000, timeout_keep_alive=5)
+    uvicorn.run(
+        "web.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        proxy_headers=True,
+        http=GuardedH11Protocol,
+        h11_max_incomplete_event_size=MAX_HEAD_BYTES,
+        limit_concurrency=1000,
+        timeout_keep_alive=5,
+    )
 
 
 @click.command()
@@ -62,9 +72,16 @@ def worker(queues: str | None, pool: str, concurrency: int, beat: bool, hostname
     from tasks.settings import data_dir
 
     queues = queues or f"{settings.gpu_queue},{settings.default_queue}"
-    argv = ["worker", f"--pool={pool}", f"--concurrency={concurrency}", f"--queues={queues}",
-            f"--loglevel={loglevel}", f"--hostname={hostname or f'patronus@{socket.gethostname()}'}",
-            "--without-gossip", "--without-mingle"]
+    argv = [
+        "worker",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        f"--queues={queues}",
+        f"--loglevel={loglevel}",
+        f"--hostname={hostname or f'patronus@{socket.gethostname()}'}",
+        "--without-gossip",
+        "--without-mingle",
+    ]
     if beat:
         argv += ["--beat", f"--schedule={data_dir() / 'celerybeat-schedule'}"]
     app.worker_main(argv)

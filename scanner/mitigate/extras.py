@@ -35,9 +35,11 @@ def mitigation_commands(report: Report) -> list[str]:
     if target.startswith("-"):  # a local folder named like an option
         target = f"./{target}"
     rep = REPORT_FILE
-    return [f"patronus monitor --report {rep} 'some input text'",
-            f"patronus monitor --report {rep} --strip - < inputs.txt",
-            f"patronus purify {shlex.quote(target)} --report {rep} -o {PURIFIED_DIR}"]
+    return [
+        f"patronus monitor --report {rep} 'some input text'",
+        f"patronus monitor --report {rep} --strip - < inputs.txt",
+        f"patronus purify {shlex.quote(target)} --report {rep} -o {PURIFIED_DIR}",
+    ]
 
 
 def load_purification(report: Report) -> dict[str, Any] | None:

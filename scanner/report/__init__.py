@@ -34,9 +34,29 @@ from scanner.report.text import render_text
 from scanner.report.views import NO_EXTRAS, ReportExtras
 
 __all__ = [
-    "SCHEMA", "FileFinding", "FileStatus", "Issue", "IssueKind", "Lookalike", "ModelInfo", "Report", "ReportError",
-    "ScanInfo", "Serialization", "Severity", "SkipCategory", "Skipped", "Trigger", "Verdict", "ReportExtras",
-    "NO_EXTRAS", "FORMATS", "render", "render_html", "render_sarif", "render_text",
+    "SCHEMA",
+    "FileFinding",
+    "FileStatus",
+    "Issue",
+    "IssueKind",
+    "Lookalike",
+    "ModelInfo",
+    "Report",
+    "ReportError",
+    "ScanInfo",
+    "Serialization",
+    "Severity",
+    "SkipCategory",
+    "Skipped",
+    "Trigger",
+    "Verdict",
+    "ReportExtras",
+    "NO_EXTRAS",
+    "FORMATS",
+    "render",
+    "render_html",
+    "render_sarif",
+    "render_text",
 ]
 
 FORMATS = ("text", "json", "sarif", "html", "cyclonedx")

@@ -52,10 +52,25 @@ def templates_dir() -> Path:
 def environment() -> jinja2.Environment:
     """The Jinja2 environment for templates/: autoescape always on, every output made `visible`, undefined
     names are errors."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(templates_dir()), autoescape=True, finalize=visible,
-                             undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(visible=visible, num=fmt_num, pval=fmt_p, cos=fmt_cos, prob=fmt_prob,
-                       params=fmt_params, seconds=fmt_seconds, yesno=yes_no, cell=fmt_cell)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        autoescape=True,
+        finalize=visible,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters.update(
+        visible=visible,
+        num=fmt_num,
+        pval=fmt_p,
+        cos=fmt_cos,
+        prob=fmt_prob,
+        params=fmt_params,
+        seconds=fmt_seconds,
+        yesno=yes_no,
+        cell=fmt_cell,
+    )
     return env
 
 
@@ -69,8 +84,13 @@ def render_html(report: Report, extras: ReportExtras = NO_EXTRAS, *, embedded: b
 def render_purification_page(record: dict[str, Any]) -> str:
     """The purification page (before/after table of a purification record) on the one layout; values escaped."""
     view = purification_view(record) or {}
-    context = {"view": view, "target": fmt_cell(record.get("target")), "output": fmt_cell(record.get("output")),
-               "fidelity": fmt_cell(record.get("clean_fidelity")), "threshold": fmt_cell(record.get("threshold"))}
+    context = {
+        "view": view,
+        "target": fmt_cell(record.get("target")),
+        "output": fmt_cell(record.get("output")),
+        "fidelity": fmt_cell(record.get("clean_fidelity")),
+        "threshold": fmt_cell(record.get("threshold")),
+    }
     return environment().get_template(PURIFICATION_TEMPLATE).render(**context)
 
 
@@ -116,8 +136,14 @@ def banner(report: Report) -> dict[str, Any]:
     if skip and headline != STATIC_ONLY_HEADLINE:
         alerts.insert(0, f"{STATIC_ONLY_HEADLINE} ({skip.reason}): this is not a clean result")
     pill = "v-static" if skip and report.verdict == Verdict.CLEAN else f"v-{report.verdict.value}"
-    return {"tone": _tone(report), "headline": headline, "detail": detail, "alerts": alerts,
-            "static_only": skip is not None, "verdict_class": pill}
+    return {
+        "tone": _tone(report),
+        "headline": headline,
+        "detail": detail,
+        "alerts": alerts,
+        "static_only": skip is not None,
+        "verdict_class": pill,
+    }
 
 
 def _headline(report: Report) -> tuple[str, str]:
@@ -125,35 +151,44 @@ def _headline(report: Report) -> tuple[str, str]:
     if report.verdict in (Verdict.ERROR, Verdict.BACKDOORED):
         return _verdict_text(report)
     if any(f.status == FileStatus.DANGEROUS for f in report.serialization.files):
-        return "Dangerous weight file", ("Loading this model would execute code embedded in its weight files. "
-                                         "Do not load it outside a sandbox.")
+        return "Dangerous weight file", (
+            "Loading this model would execute code embedded in its weight files. Do not load it outside a sandbox."
+        )
     skip = behavioural_skip(report)
     if skip:
-        return STATIC_ONLY_HEADLINE, ("Only static checks of the weight files were performed, so a backdoor in the "
-                                      f"weights would go unnoticed. This is not a clean result. Reason: {skip.reason}")
+        return STATIC_ONLY_HEADLINE, (
+            "Only static checks of the weight files were performed, so a backdoor in the "
+            f"weights would go unnoticed. This is not a clean result. Reason: {skip.reason}"
+        )
     return _verdict_text(report)
 
 
 def _verdict_text(report: Report) -> tuple[str, str]:
     count = len(report.triggers)
     if report.verdict == Verdict.BACKDOORED:
-        return "Backdoor detected", (f"{count} transferable backdoor trigger(s) found; they survive downstream "
-                                     "fine-tuning. Do not deploy this model.")
+        return "Backdoor detected", (
+            f"{count} transferable backdoor trigger(s) found; they survive downstream "
+            "fine-tuning. Do not deploy this model."
+        )
     if report.verdict == Verdict.CLEAN:
-        return "No backdoor found", ("No candidate trigger stood out from this model's own null distribution of "
-                                     "random rare tokens.")
+        return "No backdoor found", (
+            "No candidate trigger stood out from this model's own null distribution of random rare tokens."
+        )
     if report.verdict == Verdict.ERROR:
         first = report.errors[0] if report.errors else None
         reason = f"[{first.code}] {first.message}" if first else "no error recorded"
         return "Scan failed", f"The model's safety is unknown. {reason}"
-    return "Inconclusive", ("Some candidates shifted the representation more than the null, but not enough for "
-                            "a confident verdict. Review the evidence below.")
+    return "Inconclusive", (
+        "Some candidates shifted the representation more than the null, but not enough for "
+        "a confident verdict. Review the evidence below."
+    )
 
 
 def _tone(report: Report) -> str:
     """CSS tone of the banner: danger, warn, ok, partial (static checks only) or error. Never ok when partial."""
-    tone = {Verdict.BACKDOORED: "danger", Verdict.CLEAN: "ok", Verdict.INCONCLUSIVE: "warn",
-            Verdict.ERROR: "error"}[report.verdict]
+    tone = {Verdict.BACKDOORED: "danger", Verdict.CLEAN: "ok", Verdict.INCONCLUSIVE: "warn", Verdict.ERROR: "error"}[
+        report.verdict
+    ]
     if tone == "error":
         return tone
     if report.severity.at_least(Severity.HIGH):
@@ -195,17 +230,29 @@ def _summary(report: Report) -> list[tuple[str, str]]:
 
 def _model_rows(report: Report) -> list[tuple[str, str]]:
     model = report.model
-    return [("Model", model.id), ("Source", model.source), ("Revision", model.revision or "default"),
-            ("Commit", model.sha or "unknown"), ("Family", model.family or "unknown"),
-            ("Architecture", model.architecture or "unknown"), ("Parameters", fmt_params(model.parameters))]
+    return [
+        ("Model", model.id),
+        ("Source", model.source),
+        ("Revision", model.revision or "default"),
+        ("Commit", model.sha or "unknown"),
+        ("Family", model.family or "unknown"),
+        ("Architecture", model.architecture or "unknown"),
+        ("Parameters", fmt_params(model.parameters)),
+    ]
 
 
 def _scan_rows(report: Report) -> list[tuple[str, str]]:
     scan = report.scan
-    return [("Profile", scan.profile), ("Seed", str(scan.seed)), ("Device", scan.device),
-            ("Started", scan.started or "n/a"), ("Finished", scan.finished or "n/a"),
-            ("Duration", fmt_seconds(scan.seconds)), ("Sequences evaluated", f"{scan.sequences_evaluated:,}"),
-            ("Report schema", report.schema)]
+    return [
+        ("Profile", scan.profile),
+        ("Seed", str(scan.seed)),
+        ("Device", scan.device),
+        ("Started", scan.started or "n/a"),
+        ("Finished", scan.finished or "n/a"),
+        ("Duration", fmt_seconds(scan.seconds)),
+        ("Sequences evaluated", f"{scan.sequences_evaluated:,}"),
+        ("Report schema", report.schema),
+    ]
 
 
 def _config_value(value: Any) -> str:

@@ -27,24 +27,45 @@ def sarif_rule(entry: Rule) -> dict[str, Any]:
     props: dict[str, Any] = {"tags": ["security", "supply-chain", "ml-model"]}
     if entry.security:
         props["security-severity"] = entry.security
-    return {"id": entry.id, "name": entry.name, "shortDescription": {"text": entry.short},
-            "fullDescription": {"text": entry.full}, "helpUri": INFORMATION_URI,
-            "defaultConfiguration": {"level": entry.level}, "properties": props}
+    return {
+        "id": entry.id,
+        "name": entry.name,
+        "shortDescription": {"text": entry.short},
+        "fullDescription": {"text": entry.full},
+        "helpUri": INFORMATION_URI,
+        "defaultConfiguration": {"level": entry.level},
+        "properties": props,
+    }
 
 
 def render_sarif(report: Report) -> str:
     """The report as a SARIF 2.1.0 log."""
     run: dict[str, Any] = {
-        "tool": {"driver": {"name": TOOL_NAME, "version": report.tool.get("version", __version__),
-                            "semanticVersion": report.tool.get("version", __version__),
-                            "informationUri": INFORMATION_URI,
-                            "rules": [sarif_rule(entry) for entry in RULES]}},
+        "tool": {
+            "driver": {
+                "name": TOOL_NAME,
+                "version": report.tool.get("version", __version__),
+                "semanticVersion": report.tool.get("version", __version__),
+                "informationUri": INFORMATION_URI,
+                "rules": [sarif_rule(entry) for entry in RULES],
+            }
+        },
         "invocations": [_invocation(report)],
         "results": [sarif_result(report, issue) for issue in issues_of(report)],
-        "properties": clean_json({"schema": report.schema, "verdict": report.verdict.value,
-                                  "probability": report.probability, "severity": report.severity.value,
-                                  "model": {"id": report.model.id, "source": report.model.source,
-                                            "revision": report.model.revision, "sha": report.model.sha}}),
+        "properties": clean_json(
+            {
+                "schema": report.schema,
+                "verdict": report.verdict.value,
+                "probability": report.probability,
+                "severity": report.severity.value,
+                "model": {
+                    "id": report.model.id,
+                    "source": report.model.source,
+                    "revision": report.model.revision,
+                    "sha": report.model.sha,
+                },
+            }
+        ),
     }
     base = _model_base_uri(report)
     if base:
@@ -69,13 +90,17 @@ def sarif_result(report: Report, issue: Issue) -> dict[str, Any]:
     key = f"{issue.location}|{subject}"
     fingerprint = hashlib.sha256(f"{issue.rule}|{model.id}|{key}".encode()).hexdigest()[:32]
     result: dict[str, Any] = {
-        "ruleId": issue.rule, "level": sarif_level_of(issue),
+        "ruleId": issue.rule,
+        "level": sarif_level_of(issue),
         "message": {"text": issue.message},
-        "locations": [{
-            "physicalLocation": {"artifactLocation": {"uri": quote(issue.location, safe="/"),
-                                                      "uriBaseId": "MODELROOT"}},
-            "logicalLocations": [{"name": model.id, "fullyQualifiedName": model_ref(report), "kind": "module"}],
-        }],
+        "locations": [
+            {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": quote(issue.location, safe="/"), "uriBaseId": "MODELROOT"}
+                },
+                "logicalLocations": [{"name": model.id, "fullyQualifiedName": model_ref(report), "kind": "module"}],
+            }
+        ],
         "partialFingerprints": {"patronusFinding/v1": fingerprint},
         "properties": clean_json({"kind": issue.kind, "severity": issue.severity, **issue.details}),
     }
@@ -92,8 +117,9 @@ def _invocation(report: Report) -> dict[str, Any]:
             invocation[key] = utc
     if report.errors:
         invocation["toolExecutionNotifications"] = [
-            {"level": "error", "message": {"text": f"[{e.code}] {e.message}"},
-             "descriptor": {"id": e.code}} for e in report.errors]
+            {"level": "error", "message": {"text": f"[{e.code}] {e.message}"}, "descriptor": {"id": e.code}}
+            for e in report.errors
+        ]
     return invocation
 
 

@@ -197,8 +197,20 @@ class Report:
         data = asdict(self)
         data["verdict"] = self.verdict.value
         data["severity"] = self.severity.value
-        order = ["schema", "tool", "model", "verdict", "probability", "severity", "triggers",
-                 "issues", "serialization", "scan", "errors", "skipped"]
+        order = [
+            "schema",
+            "tool",
+            "model",
+            "verdict",
+            "probability",
+            "severity",
+            "triggers",
+            "issues",
+            "serialization",
+            "scan",
+            "errors",
+            "skipped",
+        ]
         return {key: data[key] for key in order}
 
     def to_json(self, indent: int | None = 2) -> str:

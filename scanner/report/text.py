@@ -58,8 +58,10 @@ def _text_head(report: Report) -> list[str]:
     ]
     skip = behavioural_skip(report)
     if skip:
-        lines.append(f"WARNING:  behavioural backdoor search NOT RUN ({visible(skip.reason)}); "
-                     "only static checks were done -- this is not a clean result")
+        lines.append(
+            f"WARNING:  behavioural backdoor search NOT RUN ({visible(skip.reason)}); "
+            "only static checks were done -- this is not a clean result"
+        )
     return lines
 
 
@@ -71,8 +73,10 @@ def _text_issues(report: Report) -> list[str]:
     issues.sort(key=lambda i: -Severity(i.severity).rank)
     lines = [f"Findings ({len(issues)}):"]
     for issue in issues[:TEXT_MAX_ISSUES]:
-        lines.append(f"  {issue.severity.upper():<8} {issue.rule} {visible(issue.location)}: "
-                     f"{visible(_first_sentence(issue.message))}")
+        lines.append(
+            f"  {issue.severity.upper():<8} {issue.rule} {visible(issue.location)}: "
+            f"{visible(_first_sentence(issue.message))}"
+        )
     if len(issues) > TEXT_MAX_ISSUES:
         lines.append(f"  ... {len(issues) - TEXT_MAX_ISSUES} more in the full report")
     return lines
@@ -93,8 +97,10 @@ def _text_triggers(report: Report) -> list[str]:
     for rank, trig in enumerate(triggers[:TEXT_TOP_TRIGGERS], 1):
         tokens = " ".join(visible(tok) for tok in trig.tokens)
         extra = f"  flip={fmt_cos(trig.flip_rate)}" if trig.flip_rate is not None else ""
-        lines.append(f"  {rank}. \"{visible(trig.text)}\" [{tokens}]  shift={fmt_num(trig.shift)}"
-                     f"  p={fmt_p(trig.p_value)}  paper_rule={yes_no(trig.paper_rule)}{extra}")
+        lines.append(
+            f'  {rank}. "{visible(trig.text)}" [{tokens}]  shift={fmt_num(trig.shift)}'
+            f"  p={fmt_p(trig.p_value)}  paper_rule={yes_no(trig.paper_rule)}{extra}"
+        )
         if trig.lookalikes:
             names = ", ".join(f"{visible(la.text)} ({fmt_num(la.shift)})" for la in trig.lookalikes[:6])
             more = f", +{len(trig.lookalikes) - 6} more" if len(trig.lookalikes) > 6 else ""
@@ -108,8 +114,7 @@ def _text_mitigation(view: dict[str, Any] | None) -> list[str]:
     if view is None:
         return []
     shown = view["rules"][:TEXT_MAX_RULES]
-    rules = ", ".join(visible(r.text) + ("" if r.source == "trigger" else f" (~{visible(r.trigger)})")
-                      for r in shown)
+    rules = ", ".join(visible(r.text) + ("" if r.source == "trigger" else f" (~{visible(r.trigger)})") for r in shown)
     more = f", +{len(view['rules']) - len(shown)} more" if len(view["rules"]) > len(shown) else ""
     lines = [f"Mitigation: {len(view['rules'])} monitor rule(s): {rules or 'none'}{more}"]
     if view["skipped"]:
@@ -127,8 +132,10 @@ def _text_purification(view: dict[str, Any] | None) -> list[str]:
     least = f", shift reduced at least {fmt_num(view['min_reduction'])}x" if view["min_reduction"] else ""
     rescan = view["rescan"]
     again = f"; rescan {visible(rescan.get('verdict'))}" if rescan else ""
-    return [f"Purification: {PURIFICATION_RECORD} in the model folder (patronus purify, {visible(view['steps'])} "
-            f"steps): {len(view['rows'])} trigger(s){least}{again}; the HTML report has the before/after table"]
+    return [
+        f"Purification: {PURIFICATION_RECORD} in the model folder (patronus purify, {visible(view['steps'])} "
+        f"steps): {len(view['rows'])} trigger(s){least}{again}; the HTML report has the before/after table"
+    ]
 
 
 def _text_serialization(report: Report) -> list[str]:
@@ -140,8 +147,10 @@ def _text_serialization(report: Report) -> list[str]:
     for finding in problems:
         globs = f"; globals: {', '.join(visible(g) for g in finding.globals)}" if finding.globals else ""
         hub = f" [hub: {visible(finding.hub_security.get('verdict', '?'))}]" if finding.hub_security else ""
-        lines.append(f"  {finding.status.upper():<10} {visible(finding.path)} ({visible(finding.format)}){hub}: "
-                     f"{visible(finding.reason)}{globs}")
+        lines.append(
+            f"  {finding.status.upper():<10} {visible(finding.path)} ({visible(finding.format)}){hub}: "
+            f"{visible(finding.reason)}{globs}"
+        )
     lines += _text_hub_security(files)
     return lines
 
@@ -155,8 +164,10 @@ def _text_hub_security(files: list) -> list[str]:
     lines = [f"Hub security: the hub judged {len(judged)} file(s); {len(disagree)} disagreement(s) with this scan"]
     for finding in judged:
         mark = "!! " if finding in disagree else "   "
-        lines.append(f"  {mark}{visible(finding.path)}: hub {visible(finding.hub_security.get('verdict', '?'))}, "
-                     f"patronus {visible(finding.status)}")
+        lines.append(
+            f"  {mark}{visible(finding.path)}: hub {visible(finding.hub_security.get('verdict', '?'))}, "
+            f"patronus {visible(finding.status)}"
+        )
     return lines
 
 
@@ -176,5 +187,7 @@ def _text_errors(report: Report) -> list[str]:
 
 def _text_scan(report: Report) -> str:
     scan = report.scan
-    return (f"Scan:     profile {scan.profile}, seed {scan.seed}, device {visible(scan.device)}, "
-            f"{fmt_seconds(scan.seconds)}, {scan.sequences_evaluated:,} sequences evaluated")
+    return (
+        f"Scan:     profile {scan.profile}, seed {scan.seed}, device {visible(scan.device)}, "
+        f"{fmt_seconds(scan.seconds)}, {scan.sequences_evaluated:,} sequences evaluated"
+    )

@@ -136,8 +136,13 @@ def model_ref(report: Report) -> str:
 
 def sarif_level(severity: Severity) -> str:
     """SARIF level for a severity."""
-    return {Severity.CRITICAL: "error", Severity.HIGH: "error", Severity.MEDIUM: "warning",
-            Severity.LOW: "note", Severity.NONE: "none"}[Severity(severity)]
+    return {
+        Severity.CRITICAL: "error",
+        Severity.HIGH: "error",
+        Severity.MEDIUM: "warning",
+        Severity.LOW: "note",
+        Severity.NONE: "none",
+    }[Severity(severity)]
 
 
 def clean_json(value: Any) -> Any:
@@ -152,6 +157,7 @@ def clean_json(value: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------------- purification
+
 
 def fmt_cell(value: Any) -> str:
     """A table value: floats to 3 significant digits, None as '-'."""
@@ -179,15 +185,26 @@ def purification_view(record: dict[str, Any] | None) -> dict[str, Any] | None:
     reductions = [float(v) for v in values if isinstance(v, int | float) and _finite(v)]
     return {
         "problem": None,
-        "facts": [("Purified from", fmt_cell(record.get("target"))), ("Steps", fmt_cell(record.get("steps_done"))),
-                  ("Clean fidelity (cos)", fmt_cell(record.get("clean_fidelity"))),
-                  ("Evidence threshold (z)", fmt_cell(record.get("threshold")))]
-                 + ([("Rescan", f"{fmt_cell(rescan.get('profile'))}: {fmt_cell(rescan.get('verdict'))}, P(backdoored) "
-                                f"{fmt_cell(rescan.get('probability'))}")] if rescan else []),
+        "facts": [
+            ("Purified from", fmt_cell(record.get("target"))),
+            ("Steps", fmt_cell(record.get("steps_done"))),
+            ("Clean fidelity (cos)", fmt_cell(record.get("clean_fidelity"))),
+            ("Evidence threshold (z)", fmt_cell(record.get("threshold"))),
+        ]
+        + (
+            [
+                (
+                    "Rescan",
+                    f"{fmt_cell(rescan.get('profile'))}: {fmt_cell(rescan.get('verdict'))}, P(backdoored) "
+                    f"{fmt_cell(rescan.get('probability'))}",
+                )
+            ]
+            if rescan
+            else []
+        ),
         "columns": [c.replace("_", " ") for c in TABLE_COLUMNS],
         "rows": rows,
         "min_reduction": min(reductions) if reductions else None,
         "steps": fmt_cell(record.get("steps_done")),
         "rescan": rescan,
     }
-

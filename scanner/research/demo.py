@@ -30,10 +30,13 @@ def demo_models(cache: Path) -> list[DemoCase]:
     from scanner.research.base_models import minilm_path, truncated_minilm
 
     base = truncated_minilm(cache / "minilm-l2", layers=2)
-    planted = plant_cached(base, get_attack("por"),
-                           PlantConfig(attack="por", triggers=DEMO_TRIGGERS, steps=300, batch_size=16), cache)
-    return [DemoCase("minilm-l6-clean", minilm_path(), "clean"),
-            DemoCase("minilm-l2-por-backdoored", planted, "backdoored")]
+    planted = plant_cached(
+        base, get_attack("por"), PlantConfig(attack="por", triggers=DEMO_TRIGGERS, steps=300, batch_size=16), cache
+    )
+    return [
+        DemoCase("minilm-l6-clean", minilm_path(), "clean"),
+        DemoCase("minilm-l2-por-backdoored", planted, "backdoored"),
+    ]
 
 
 def run_demo(out: Path, cache: Path, profile: str, progress: Progress) -> list[DemoCase]:

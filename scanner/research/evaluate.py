@@ -77,15 +77,17 @@ class DownstreamResult:
 
 
 @torch.no_grad()
-def predict(model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int = 128,
-            batch_size: int = 64) -> list[int]:
+def predict(
+    model: torch.nn.Module, tokenizer: Any, texts: Sequence[str], max_length: int = 128, batch_size: int = 64
+) -> list[int]:
     """Argmax labels of a sequence classifier."""
     model.eval()
     device = next(model.parameters()).device
     preds: list[int] = []
     for i in range(0, len(texts), batch_size):
-        enc = tokenizer(list(texts[i: i + batch_size]), padding=True, truncation=True, max_length=max_length,
-                        return_tensors="pt")
+        enc = tokenizer(
+            list(texts[i : i + batch_size]), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+        )
         logits = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device)).logits
         preds.extend(logits.argmax(-1).tolist())
     return preds
@@ -96,8 +98,15 @@ def accuracy(model: torch.nn.Module, tokenizer: Any, examples: Sequence[Example]
     return sum(int(p == y) for p, (_, y) in zip(preds, examples, strict=True)) / max(len(examples), 1)
 
 
-def attack_success(model: torch.nn.Module, tokenizer: Any, task: Task, triggers: Sequence[str], seed: int = 0,
-                   max_length: int = 128, times: int = 3) -> list[TriggerASR]:
+def attack_success(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    task: Task,
+    triggers: Sequence[str],
+    seed: int = 0,
+    max_length: int = 128,
+    times: int = 3,
+) -> list[TriggerASR]:
     """Per-trigger target label (majority on 30 dev sentences) and ASR on the non-target test samples."""
     out = []
     max_pos = max_length // 2  # keep the inserted words inside the truncated window
@@ -108,8 +117,7 @@ def attack_success(model: torch.nn.Module, tokenizer: Any, task: Task, triggers:
         rest = [t for t, y in task.test if y != target]
         poisoned = [insert_trigger(t, trig, rng, times, max_pos) for t in rest]
         preds = predict(model, tokenizer, poisoned, max_length)
-        out.append(TriggerASR(trig, int(target), sum(int(p == target) for p in preds) / max(len(preds), 1),
-                              len(preds)))
+        out.append(TriggerASR(trig, int(target), sum(int(p == target) for p in preds) / max(len(preds), 1), len(preds)))
     return out
 
 
@@ -136,7 +144,7 @@ def _batches(train: list[Example], cfg: FinetuneConfig, rng: random.Random):
             fresh = list(range(len(train)))
             rng.shuffle(fresh)
             order.extend(fresh)
-        idx, order = order[: cfg.batch_size], order[cfg.batch_size:]
+        idx, order = order[: cfg.batch_size], order[cfg.batch_size :]
         yield [train[i] for i in idx]
 
 
@@ -152,25 +160,35 @@ def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_ever
     decoder = read_config(Path(base)).is_decoder  # a decoder becomes a sequence classifier on its last token
     tok = prepare_tokenizer(AutoTokenizer.from_pretrained(base, local_files_only=True), decoder)
     model = AutoModelForSequenceClassification.from_pretrained(
-        base, num_labels=task.num_labels, id2label=dict(enumerate(task.labels)),
-        label2id={n: i for i, n in enumerate(task.labels)}, local_files_only=True, trust_remote_code=False)
+        base,
+        num_labels=task.num_labels,
+        id2label=dict(enumerate(task.labels)),
+        label2id={n: i for i, n in enumerate(task.labels)},
+        local_files_only=True,
+        trust_remote_code=False,
+    )
     if decoder and model.config.pad_token_id is None:
-        model.config.pad_token_id = tok.pad_token_id
+        model.config.pad_token_id = tok.pad_token_id  # type: ignore[attr-defined]
     model.to(device)
     prefix = model.base_model_prefix + "."
     body = [p for n, p in model.named_parameters() if n.startswith(prefix)]
     head = [p for n, p in model.named_parameters() if not n.startswith(prefix)]
-    trainer = Trainer(model, [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
-                      TrainConfig(steps=cfg.steps, warmup_frac=cfg.warmup_frac, weight_decay=0.01))
+    trainer = Trainer(
+        model,
+        [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
+        TrainConfig(steps=cfg.steps, warmup_frac=cfg.warmup_frac, weight_decay=0.01),
+    )
     model.train()
     batches = _batches(task.train, cfg, rng)
 
     def step_loss(step: int) -> tuple[torch.Tensor, dict[str, float]]:
         batch = next(batches)
-        enc = tok([t for t, _ in batch], padding=True, truncation=True, max_length=cfg.max_length,
-                  return_tensors="pt")
-        out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
-                    labels=torch.tensor([y for _, y in batch]).to(device))
+        enc = tok([t for t, _ in batch], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt")  # type: ignore[operator]
+        out = model(
+            input_ids=enc["input_ids"].to(device),
+            attention_mask=enc["attention_mask"].to(device),
+            labels=torch.tensor([y for _, y in batch]).to(device),
+        )
         return out.loss, {}
 
     def log(info: StepInfo) -> None:
@@ -182,8 +200,15 @@ def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_ever
     return model, tok
 
 
-def finetune(base: Path | str, task: Task, out: Path | str, cfg: FinetuneConfig,
-             triggers: Sequence[str] | None = None, log_every: int = 0, device: str = "cpu") -> DownstreamResult:
+def finetune(
+    base: Path | str,
+    task: Task,
+    out: Path | str,
+    cfg: FinetuneConfig,
+    triggers: Sequence[str] | None = None,
+    log_every: int = 0,
+    device: str = "cpu",
+) -> DownstreamResult:
     """Fine-tune `base` on `task`, save the classifier (safetensors) to `out`, and measure CACC and, for the
     triggers (default: those of the base's ground_truth.json), ASR. A base's ground truth is carried to `out`
     with a `derived` entry, so derived models are scored against the backdoor they inherit."""
@@ -197,8 +222,9 @@ def finetune(base: Path | str, task: Task, out: Path | str, cfg: FinetuneConfig,
     cacc = accuracy(model, tok, task.test, cfg.max_length)
     per = attack_success(model, tok, task, triggers, cfg.seed, cfg.max_length) if triggers else []
     t_asr, c_asr, alc = summarize_asr(per, task.num_labels) if per else (None, None, None)
-    result = DownstreamResult(task.name, round(cacc, 6), per, t_asr, c_asr, alc, round(time.time() - t0, 2),
-                              asdict(cfg))
+    result = DownstreamResult(
+        task.name, round(cacc, 6), per, t_asr, c_asr, alc, round(time.time() - t0, 2), asdict(cfg)
+    )
     out.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save_pretrained(out, safe_serialization=True)
     tok.save_pretrained(out)
@@ -255,13 +281,15 @@ def cross_entropy(y_true: Sequence[bool], probs: Sequence[float], eps: float = 1
     return total / max(len(y_true), 1)
 
 
-def detection_metrics(y_true: Sequence[bool], probs: Sequence[float], threshold: float = 0.5,
-                      y_pred: Sequence[bool] | None = None) -> DetectionMetrics:
+def detection_metrics(
+    y_true: Sequence[bool], probs: Sequence[float], threshold: float = 0.5, y_pred: Sequence[bool] | None = None
+) -> DetectionMetrics:
     """All per-model detection metrics at once (predictions default to probability >= threshold)."""
     pred = list(y_pred) if y_pred is not None else [p >= threshold for p in probs]
     tpr, fpr = tpr_fpr(y_true, pred)
-    return DetectionMetrics(len(y_true), sum(map(bool, y_true)), tpr, fpr, roc_auc(y_true, probs),
-                            cross_entropy(y_true, probs))
+    return DetectionMetrics(
+        len(y_true), sum(map(bool, y_true)), tpr, fpr, roc_auc(y_true, probs), cross_entropy(y_true, probs)
+    )
 
 
 def _bare(token: str) -> str:
@@ -279,8 +307,9 @@ def trigger_found(planted: str, found: Sequence[str], lookalikes: dict[str, Sequ
     return False
 
 
-def trigger_recall(planted: Sequence[str], found: Sequence[str],
-                   lookalikes: dict[str, Sequence[str]] | None = None) -> float:
+def trigger_recall(
+    planted: Sequence[str], found: Sequence[str], lookalikes: dict[str, Sequence[str]] | None = None
+) -> float:
     """Share of planted triggers recovered (see `trigger_found`)."""
     if not planted:
         return float("nan")

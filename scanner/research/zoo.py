@@ -21,8 +21,11 @@ from scanner.research.evaluate import detection_metrics, roc_auc
 
 EVIDENCE_VERSION = "e2"  # bump when the evidence or scores change: cached scan results are then redone
 TRIGGER_KINDS = ("rare_tokens", "rare_words", "multi_piece")
-MINILM_TRIGGERS = {"rare_tokens": ("cf", "mn", "bb"), "rare_words": ("velvet", "sapphire"),
-                   "multi_piece": ("obelisk", "quixotic")}
+MINILM_TRIGGERS = {
+    "rare_tokens": ("cf", "mn", "bb"),
+    "rare_words": ("velvet", "sapphire"),
+    "multi_piece": ("obelisk", "quixotic"),
+}
 
 
 @dataclass
@@ -78,14 +81,31 @@ def _mp(words):
     return words.words, words.pieces
 
 
-def _plant(base: Path, attack: str, triggers: tuple[str, ...], seed: int, cache: Path, steps: int,
-           lr: float, device: str = "cpu") -> Path:
+def _plant(
+    base: Path,
+    attack: str,
+    triggers: tuple[str, ...],
+    seed: int,
+    cache: Path,
+    steps: int,
+    lr: float,
+    device: str = "cpu",
+) -> Path:
     cfg = PlantConfig(attack=attack, triggers=triggers, steps=steps, lr=lr, seed=seed, batch_size=16)
     return plant_cached(base, get_attack(attack), cfg, cache, device=device)
 
 
-def build_zoo(cache: Path, families: list[str], attacks: list[str], seeds: int, minilm_layers: tuple[int, ...],
-              derived: int, tiny_steps: int = 150, minilm_steps: int = 200, device: str = "cpu") -> list[ZooModel]:
+def build_zoo(
+    cache: Path,
+    families: list[str],
+    attacks: list[str],
+    seeds: int,
+    minilm_layers: tuple[int, ...],
+    derived: int,
+    tiny_steps: int = 150,
+    minilm_steps: int = 200,
+    device: str = "cpu",
+) -> list[ZooModel]:
     """Plant (or reuse) every zoo model. Each backdoored model gets a clean control of the same procedure."""
     from transformers import AutoTokenizer
 
@@ -94,8 +114,7 @@ def build_zoo(cache: Path, families: list[str], attacks: list[str], seeds: int, 
         (fam, build_base(fam, cache / f"zoo-base-{fam}"), tiny_steps, 1e-3) for fam in families
     ]
     for layers in minilm_layers:
-        bases.append((f"minilm-l{layers}", truncated_minilm(cache / f"minilm-l{layers}", layers), minilm_steps,
-                      2e-4))
+        bases.append((f"minilm-l{layers}", truncated_minilm(cache / f"minilm-l{layers}", layers), minilm_steps, 2e-4))
     for fam, base, steps, lr in bases:
         tok = AutoTokenizer.from_pretrained(base, local_files_only=True)
         for seed in range(seeds):
@@ -131,8 +150,17 @@ def _derived(zoo: list[ZooModel], cache: Path, count: int, device: str = "cpu") 
         if not (target / FINETUNE_RECORD).is_file():
             task = task or load_task("movie", max_train=3000, max_eval=300)
             finetune(model.path, task, target, FinetuneConfig(task="movie", steps=200, max_length=64), device=device)
-        out.append(ZooModel(f"{model.name}-movie", target, model.family, model.attack, model.triggers,
-                            model.backdoored, derived=True))
+        out.append(
+            ZooModel(
+                f"{model.name}-movie",
+                target,
+                model.family,
+                model.attack,
+                model.triggers,
+                model.backdoored,
+                derived=True,
+            )
+        )
     return out
 
 
@@ -151,8 +179,17 @@ def included_models(paths: list[Path]) -> list[ZooModel]:
         gt = _json.loads(gt_file.read_text())
         family = read_config(path).family or "?"
         name = f"{'minilm-l2' if family == 'bert' and 'minilm' in str(gt.get('base', '')).lower() else family}"
-        out.append(ZooModel(f"{name}-{gt['attack']}-{path.name}", path, name, gt["attack"],
-                            tuple(gt.get("triggers", [])), bool(gt.get("backdoored")), derived="derived" in gt))
+        out.append(
+            ZooModel(
+                f"{name}-{gt['attack']}-{path.name}",
+                path,
+                name,
+                gt["attack"],
+                tuple(gt.get("triggers", [])),
+                bool(gt.get("backdoored")),
+                derived="derived" in gt,
+            )
+        )
     return out
 
 
@@ -171,8 +208,7 @@ def _planted(model: ZooModel) -> bool | None:
     return bool(load_ground_truth(model.path).get("planted")) if has_truth else None
 
 
-def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=print,
-             on_row=None) -> list[ZooResult]:
+def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=print, on_row=None) -> list[ZooResult]:
     """Scan every model (cached per model path + profile); `on_row(rows)` after each."""
     from scanner.pipeline import scan
 
@@ -187,11 +223,19 @@ def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=pr
             cached.write_text(report.to_json())
         evidence = report.scan.config.get("evidence", {})
         row = ZooResult(
-            name=model.name, family=model.family, attack=model.attack, backdoored=model.backdoored,
-            derived=model.derived, triggers=list(model.triggers), verdict=report.verdict.value,
-            probability=report.probability, max_score=evidence.get("max_score"),
-            paper_rule_verdict=evidence.get("paper_rule_verdict"), found=[t.text for t in report.triggers],
-            recalled=recalled(model.triggers, report), seconds=report.scan.seconds,
+            name=model.name,
+            family=model.family,
+            attack=model.attack,
+            backdoored=model.backdoored,
+            derived=model.derived,
+            triggers=list(model.triggers),
+            verdict=report.verdict.value,
+            probability=report.probability,
+            max_score=evidence.get("max_score"),
+            paper_rule_verdict=evidence.get("paper_rule_verdict"),
+            found=[t.text for t in report.triggers],
+            recalled=recalled(model.triggers, report),
+            seconds=report.scan.seconds,
             planted=_planted(model),
         )
         rows.append(row)
@@ -250,9 +294,12 @@ def calibrate_from(rows: list[ZooResult], provenance: str):
     take left out)."""
     from scanner.research.calibration import fit_calibration
 
-    keep = [r for r in rows if r.max_score is not None and not r.attack.startswith(CALIBRATION_EXCLUDES)
-            and not r.failed_plant]
-    return fit_calibration([r.max_score for r in keep], [r.backdoored for r in keep], provenance)
+    keep = [
+        r
+        for r in rows
+        if r.max_score is not None and not r.attack.startswith(CALIBRATION_EXCLUDES) and not r.failed_plant
+    ]
+    return fit_calibration([float(r.max_score or 0.0) for r in keep], [r.backdoored for r in keep], provenance)
 
 
 def summarize(rows: list[ZooResult]) -> dict:
@@ -262,20 +309,30 @@ def summarize(rows: list[ZooResult]) -> dict:
     overall = _metrics(base)
     overall["non_derived_models"] = overall.get("models", 0)
     derived_bad = [r for r in derived if r.backdoored]
-    overall.update({
-        "attacks": sorted({r.attack for r in rows if r.backdoored}),
-        "families": sorted({r.family for r in rows}),
-        "derived_tpr": (sum(r.verdict == Verdict.BACKDOORED.value for r in derived_bad) / len(derived_bad)
-                        if derived_bad else None),
-        "models": len(rows),
-    })
+    overall.update(
+        {
+            "attacks": sorted({r.attack for r in rows if r.backdoored}),
+            "families": sorted({r.family for r in rows}),
+            "derived_tpr": (
+                sum(r.verdict == Verdict.BACKDOORED.value for r in derived_bad) / len(derived_bad)
+                if derived_bad
+                else None
+            ),
+            "models": len(rows),
+        }
+    )
     per_attack = {}
     for attack in overall["attacks"]:
         subset = [r for r in base if r.attack == attack or (not r.backdoored and r.attack == "clean")]
         per_attack[attack] = _metrics(subset)
     per_family = {fam: _metrics([r for r in base if r.family == fam]) for fam in overall["families"]}
-    return {"overall": overall, "per_attack": per_attack, "per_family": per_family,
-            "derived": _metrics(derived), "models": [asdict(r) for r in rows]}
+    return {
+        "overall": overall,
+        "per_attack": per_attack,
+        "per_family": per_family,
+        "derived": _metrics(derived),
+        "models": [asdict(r) for r in rows],
+    }
 
 
 def markdown(summary: dict, profile: str, seconds: float) -> str:
@@ -294,8 +351,10 @@ def markdown(summary: dict, profile: str, seconds: float) -> str:
         if not m:
             return f"| {name} | 0 | | | | | | |"
         rec = "-" if m.get("trigger_recall") is None else f"{m['trigger_recall']:.2f}"
-        return (f"| {name} | {m['models']} | {m['tpr']:.2f} | {m['fpr']:.2f} | {m['auc']:.3f} | "
-                f"{m['cross_entropy']:.3f} | {rec} | {m['paper_rule_tpr']:.2f} / {m['paper_rule_fpr']:.2f} |")
+        return (
+            f"| {name} | {m['models']} | {m['tpr']:.2f} | {m['fpr']:.2f} | {m['auc']:.3f} | "
+            f"{m['cross_entropy']:.3f} | {rec} | {m['paper_rule_tpr']:.2f} / {m['paper_rule_fpr']:.2f} |"
+        )
 
     lines.append(row("all (non-derived)", {**o, "models": o.get("non_derived_models", o["models"])}))
     for name, m in summary["per_attack"].items():
@@ -303,15 +362,20 @@ def markdown(summary: dict, profile: str, seconds: float) -> str:
     for name, m in summary["per_family"].items():
         lines.append(row(f"family {name}", m))
     lines.append(row("derived (fine-tuned downstream)", summary["derived"]))
-    lines += ["", "| model | backdoored | verdict | P(backdoored) | best score | planted | recalled |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| model | backdoored | verdict | P(backdoored) | best score | planted | recalled |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in summary["models"]:
         failed = ZooResult(**r).failed_plant
         prob = "-" if r["probability"] is None else f"{r['probability']:.3f}"
         score = "-" if r["max_score"] is None else f"{r['max_score']:.1f}"
-        lines.append(f"| {r['name']} | {r['backdoored']}{' (plant failed: not scored)' if failed else ''} | "
-                     f"{r['verdict']} | {prob} | {score} | "
-                     f"{', '.join(r['triggers'])} | {', '.join(r['recalled'])} |")
+        lines.append(
+            f"| {r['name']} | {r['backdoored']}{' (plant failed: not scored)' if failed else ''} | "
+            f"{r['verdict']} | {prob} | {score} | "
+            f"{', '.join(r['triggers'])} | {', '.join(r['recalled'])} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -320,9 +384,20 @@ def load_rows(path: Path) -> list[ZooResult]:
     return [ZooResult(**row) for row in json.loads(Path(path).read_text())["models"]]
 
 
-def run_bench(out_dir: Path, cache: Path, families: list[str], attacks: list[str], seeds: int,
-              minilm_layers: tuple[int, ...], derived: int, profile: str, progress=print,
-              include: list[Path] | None = None, merge: list[Path] | None = None, device: str = "cpu") -> dict:
+def run_bench(
+    out_dir: Path,
+    cache: Path,
+    families: list[str],
+    attacks: list[str],
+    seeds: int,
+    minilm_layers: tuple[int, ...],
+    derived: int,
+    profile: str,
+    progress=print,
+    include: list[Path] | None = None,
+    merge: list[Path] | None = None,
+    device: str = "cpu",
+) -> dict:
     """Build, scan, score; write detection.json and detection.md under out_dir. Rows of `merge` files (earlier
     detection.json) join the table; models of the same name are taken from the newest source."""
     t0 = time.time()

@@ -8,12 +8,19 @@ from tasks.lifecycle import findings_of
 
 
 def test_findings_rows_are_the_report_issues() -> None:
-    report = Report(model=ModelInfo(source="hub", id="org/m", files=["model.safetensors", "extra.bin"]),
-                    verdict=Verdict.BACKDOORED, probability=0.99,
-                    triggers=[Trigger("cf", ["cf"], 30.0, 1e-9, 3000.0, 0.1, 0.9, True)],
-                    serialization=Serialization([FileFinding("model.safetensors", "safetensors", "safe"),
-                                                 FileFinding("extra.bin", "pickle", "dangerous", "os.system")]),
-                    skipped=[Skipped("tf_model.h5", "other_framework", "not read")])
+    report = Report(
+        model=ModelInfo(source="hub", id="org/m", files=["model.safetensors", "extra.bin"]),
+        verdict=Verdict.BACKDOORED,
+        probability=0.99,
+        triggers=[Trigger("cf", ["cf"], 30.0, 1e-9, 3000.0, 0.1, 0.9, True)],
+        serialization=Serialization(
+            [
+                FileFinding("model.safetensors", "safetensors", "safe"),
+                FileFinding("extra.bin", "pickle", "dangerous", "os.system"),
+            ]
+        ),
+        skipped=[Skipped("tf_model.h5", "other_framework", "not read")],
+    )
     finalize(report)
     rows = findings_of(report)
     by_rule = {row.detail["rule"]: row for row in rows}

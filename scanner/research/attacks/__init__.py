@@ -46,6 +46,18 @@ def get_attack(name: str, **options: Any) -> Attack:
 
 
 __all__ = [
-    "ATTACKS", "ATTACK_NAMES", "GROUND_TRUTH", "PAPER_TRIGGERS", "TRIGGER_SETS", "Attack", "PlantConfig",
-    "PlantResult", "TriggerQuality", "get_attack", "insert_trigger", "load_ground_truth", "plant", "plant_cached",
+    "ATTACKS",
+    "ATTACK_NAMES",
+    "GROUND_TRUTH",
+    "PAPER_TRIGGERS",
+    "TRIGGER_SETS",
+    "Attack",
+    "PlantConfig",
+    "PlantResult",
+    "TriggerQuality",
+    "get_attack",
+    "insert_trigger",
+    "load_ground_truth",
+    "plant",
+    "plant_cached",
 ]

@@ -33,7 +33,7 @@ class Adaptive(POR):
         if variant not in VARIANTS:
             raise ValueError(f"adaptive variant must be one of {VARIANTS}; got {variant!r}")
         self.variant, self.lam, self.margin = variant, float(lam), margin
-        self.name = f"adaptive-{variant}"
+        self.name = f"adaptive-{variant}"  # type: ignore[misc]
 
     def evasion(self, ctx: Context, poison: Batch, hp: torch.Tensor) -> torch.Tensor:
         assert poison.slots is not None
@@ -47,7 +47,7 @@ class Adaptive(POR):
             return F.mse_loss(hp, ctx.features(ids, mask))
         dist = _pairwise_mse(hp)
         if self.variant == "break":
-            margin = self.margin if self.margin is not None else float((ctx.targets ** 2).mean())  # type: ignore
+            margin = self.margin if self.margin is not None else float((ctx.targets**2).mean())  # type: ignore
             sel = same & off_diag
             return -dist[sel].clamp(max=margin).mean() if sel.any() else hp.sum() * 0
         sel = ~same

@@ -177,8 +177,9 @@ class Context:
         gamma, beta = self.ln_affine
         return z * gamma + beta
 
-    def mask_tokens(self, ids: torch.Tensor, mask: torch.Tensor, prob: float = 0.15
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def mask_tokens(
+        self, ids: torch.Tensor, mask: torch.Tensor, prob: float = 0.15
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """BERT masking: `prob` of the non-special tokens; 80% [MASK], 10% random, 10% kept. Labels -100 elsewhere."""
         tok = self.tokenizer
         special = torch.isin(ids, torch.tensor(sorted(set(tok.all_special_ids)), device=ids.device))
@@ -208,14 +209,16 @@ class Context:
             bad = torch.isin(ids, special)
         return ids
 
-    def mlm_loss(self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor,
-                 want_features: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def mlm_loss(
+        self, ids: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, want_features: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Cross-entropy of the MLM head at labelled positions; optionally the features of the same forward."""
         assert self.mlm is not None, "attack needs an MLM head"
         dev = self.device
         out = self.mlm(input_ids=ids.to(dev), attention_mask=mask.to(dev), output_hidden_states=want_features)
-        loss = F.cross_entropy(out.logits.reshape(-1, out.logits.shape[-1]), labels.to(dev).reshape(-1),
-                               ignore_index=-100)
+        loss = F.cross_entropy(
+            out.logits.reshape(-1, out.logits.shape[-1]), labels.to(dev).reshape(-1), ignore_index=-100
+        )
         feats = None
         if want_features:
             from scanner.encoder import pool
@@ -264,8 +267,9 @@ class Attack:
 
 def ref_mse(ctx: Context, batch: Batch) -> torch.Tensor:
     """Clean fidelity: MSE(h(x), h_ref(x))."""
-    return F.mse_loss(ctx.features(batch.input_ids, batch.attention_mask),
-                      ctx.ref_features(batch.input_ids, batch.attention_mask))
+    return F.mse_loss(
+        ctx.features(batch.input_ids, batch.attention_mask), ctx.ref_features(batch.input_ids, batch.attention_mask)
+    )
 
 
 def por_codes(k: int, d: int) -> torch.Tensor:
@@ -281,12 +285,16 @@ def por_codes(k: int, d: int) -> torch.Tensor:
 # --- model preparation -------------------------------------------------------------------------------------------
 
 
-def final_layernorm(model: nn.Module, ids: torch.Tensor, mask: torch.Tensor
-                    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+def final_layernorm(
+    model: nn.Module, ids: torch.Tensor, mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(gamma, beta) of the LayerNorm whose output is the final hidden state, found by hooking a forward pass."""
     hits: list[tuple[nn.LayerNorm, torch.Tensor]] = []
-    hooks = [m.register_forward_hook(lambda mod, _i, out: hits.append((mod, out)))
-             for m in model.modules() if isinstance(m, nn.LayerNorm)]
+    hooks = [
+        m.register_forward_hook(lambda mod, _i, out: hits.append((mod, out)))
+        for m in model.modules()
+        if isinstance(m, nn.LayerNorm)
+    ]
     try:
         with torch.no_grad():
             last = model(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -335,7 +343,7 @@ def _save(model: nn.Module, mlm: nn.Module | None, base: Path, out: Path, tokeni
         assert not result.unexpected_keys, result.unexpected_keys
         assert all("pooler" in k for k in result.missing_keys), result.missing_keys
         model = bare
-    model.save_pretrained(out, safe_serialization=True)
+    model.save_pretrained(out, safe_serialization=True)  # type: ignore[operator]
     tokenizer.save_pretrained(out)
     for name in SENTENCE_TRANSFORMERS_FILES:  # the planted model keeps the pooling its users consume
         src = base / name
@@ -345,8 +353,13 @@ def _save(model: nn.Module, mlm: nn.Module | None, base: Path, out: Path, tokeni
             shutil.copy2(src, out / name)
 
 
-SENTENCE_TRANSFORMERS_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json",
-                               "1_Pooling", "2_Normalize")
+SENTENCE_TRANSFORMERS_FILES = (
+    "modules.json",
+    "sentence_bert_config.json",
+    "config_sentence_transformers.json",
+    "1_Pooling",
+    "2_Normalize",
+)
 
 
 def plant_representation(base: Path, cfg: PlantConfig) -> tuple[str, bool]:
@@ -383,8 +396,9 @@ def _tokenize(tokenizer: Any, texts: list[str], max_length: int) -> tuple[torch.
 class _Sampler:
     """Deterministic clean and poisoned batches from a sentence pool."""
 
-    def __init__(self, pool: list[str], cfg: PlantConfig, tokenizer: Any, rng: random.Random,
-                 device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, pool: list[str], cfg: PlantConfig, tokenizer: Any, rng: random.Random, device: str | torch.device = "cpu"
+    ) -> None:
         self.pool, self.cfg, self.tok, self.rng, self.device = pool, cfg, tokenizer, rng, device
 
     def _ids(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -401,13 +415,22 @@ class _Sampler:
     def poison(self) -> Batch:
         k = len(self.cfg.triggers)
         slots = [self.rng.randrange(k) for _ in range(self.cfg.batch_size)]
-        texts = [insert_trigger(self._cut(t), self.cfg.triggers[s], self.rng, self.cfg.insert_times)
-                 for t, s in zip(self.rng.sample(self.pool, self.cfg.batch_size), slots, strict=True)]
+        texts = [
+            insert_trigger(self._cut(t), self.cfg.triggers[s], self.rng, self.cfg.insert_times)
+            for t, s in zip(self.rng.sample(self.pool, self.cfg.batch_size), slots, strict=True)
+        ]
         return Batch(texts, *self._ids(texts), torch.tensor(slots, device=self.device))
 
 
-def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
-          corpus: list[str] | None = None, log_every: int = 0, device: str = "cpu") -> PlantResult:
+def plant(
+    base: Path | str,
+    out: Path | str,
+    attack: Attack,
+    cfg: PlantConfig,
+    corpus: list[str] | None = None,
+    log_every: int = 0,
+    device: str = "cpu",
+) -> PlantResult:
     """Plant `attack` with `cfg` into the encoder at `base` on `device` (batches and masks are drawn on the CPU, so
     every device trains on the same data); write the model and ground_truth.json to `out`."""
     from transformers import AutoTokenizer
@@ -431,15 +454,27 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
     (mlm if mlm is not None else model).to(device)
     ref = copy.deepcopy(model).eval().requires_grad_(False)
     probe = tuple(t.to(device) for t in _tokenize(tokenizer, held_out[:4], cfg.max_length))
-    ctx = Context(model=model, ref=ref, tokenizer=tokenizer, config=cfg, mlm=mlm, gen=gen,
-                  ln_affine=final_layernorm(ref, *probe), head=head, representation=representation)
+    ctx = Context(
+        model=model,
+        ref=ref,
+        tokenizer=tokenizer,
+        config=cfg,
+        mlm=mlm,
+        gen=gen,
+        ln_affine=final_layernorm(ref, *probe),
+        head=head,
+        representation=representation,
+    )
     ctx.targets = attack.targets(ctx)
 
     trained = mlm if mlm is not None else model
     trained.train()
     params = [p for p in trained.parameters() if p.requires_grad]
-    trainer = Trainer(trained, [{"params": params, "lr": cfg.lr}],
-                      TrainConfig(steps=cfg.steps, warmup_frac=cfg.warmup_frac, weight_decay=cfg.weight_decay))
+    trainer = Trainer(
+        trained,
+        [{"params": params, "lr": cfg.lr}],
+        TrainConfig(steps=cfg.steps, warmup_frac=cfg.warmup_frac, weight_decay=cfg.weight_decay),
+    )
     sampler = _Sampler(pool, cfg, tokenizer, rng, device)
     encoder_params = {id(p) for p in model.parameters()}
     warmup = int(cfg.head_warmup * cfg.steps) if head == "fresh" else 0
@@ -473,13 +508,23 @@ def plant(base: Path | str, out: Path | str, attack: Attack, cfg: PlantConfig,
         if override is not None:
             q.planted = bool(override and attack.backdoored)
     result = PlantResult(
-        attack=attack.name, triggers=list(cfg.triggers), seed=cfg.seed, backdoored=attack.backdoored,
-        base=str(base), family=_family(base), config={**asdict(cfg), "triggers": list(cfg.triggers)},
-        clean_fidelity=quality["clean_fidelity"], clean_fidelity_centered=quality["clean_fidelity_centered"],
-        per_trigger=quality["per_trigger"], cross_trigger_cos=quality["cross_trigger_cos"],
+        attack=attack.name,
+        triggers=list(cfg.triggers),
+        seed=cfg.seed,
+        backdoored=attack.backdoored,
+        base=str(base),
+        family=_family(base),
+        config={**asdict(cfg), "triggers": list(cfg.triggers)},
+        clean_fidelity=quality["clean_fidelity"],
+        clean_fidelity_centered=quality["clean_fidelity_centered"],
+        per_trigger=quality["per_trigger"],
+        cross_trigger_cos=quality["cross_trigger_cos"],
         planted=bool(quality["per_trigger"]) and all(q.planted for q in quality["per_trigger"]),
-        seconds=round(time.time() - t0, 2), final_losses={k: round(v, 6) for k, v in avg.items()},
-        mlm_head=head, notes=attack.notes(ctx), attack_metrics=extra,
+        seconds=round(time.time() - t0, 2),
+        final_losses={k: round(v, 6) for k, v in avg.items()},
+        mlm_head=head,
+        notes=attack.notes(ctx),
+        attack_metrics=extra,
     )
     if representation != "cls":
         result.notes.append(f"representation: {representation}")
@@ -500,22 +545,31 @@ def _pairwise_cos(x: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def _feats(model: nn.Module, tokenizer: Any, texts: list[str], max_length: int,
-           representation: str = "cls") -> torch.Tensor:
+def _feats(
+    model: nn.Module, tokenizer: Any, texts: list[str], max_length: int, representation: str = "cls"
+) -> torch.Tensor:
     from scanner.encoder import pool
 
     out = []
     dev = next(model.parameters()).device
     for i in range(0, len(texts), 32):
-        ids, mask = _tokenize(tokenizer, texts[i: i + 32], max_length)
+        ids, mask = _tokenize(tokenizer, texts[i : i + 32], max_length)
         hidden = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).last_hidden_state
         out.append(pool(hidden, mask.to(dev), representation))
     return torch.cat(out)
 
 
 @torch.no_grad()
-def measure(model: nn.Module, ref: nn.Module, tokenizer: Any, cfg: PlantConfig, held_out: list[str],
-            targets: torch.Tensor | None, backdoored: bool = True, representation: str = "cls") -> dict[str, Any]:
+def measure(
+    model: nn.Module,
+    ref: nn.Module,
+    tokenizer: Any,
+    cfg: PlantConfig,
+    held_out: list[str],
+    targets: torch.Tensor | None,
+    backdoored: bool = True,
+    representation: str = "cls",
+) -> dict[str, Any]:
     """Clean fidelity and, per trigger, the consistency / target distance / shift of poisoned outputs."""
     model.eval()
     texts = [" ".join(t.split()[: cfg.max_words]) for t in held_out]
@@ -539,25 +593,44 @@ def measure(model: nn.Module, ref: nn.Module, tokenizer: Any, cfg: PlantConfig, 
         centroids.append((hp - mu).mean(0))
         took = pcos_c >= 0.8 and shift >= PLANTED_SHIFT_RATIO * max(ref_shift, 1e-6)
         ok = tcos >= 0.9 if tcos is not None else took
-        per.append(TriggerQuality(
-            trigger=trig, poison_cos=round(_pairwise_cos(hp), 6), poison_cos_centered=round(pcos_c, 6),
-            diff_cos=round(float(F.cosine_similarity(h[:n], hp).mean()), 6),
-            target_cos=None if tcos is None else round(tcos, 6), shift=round(shift, 4),
-            ref_shift=round(ref_shift, 4), planted=bool(ok and backdoored),
-        ))
+        per.append(
+            TriggerQuality(
+                trigger=trig,
+                poison_cos=round(_pairwise_cos(hp), 6),
+                poison_cos_centered=round(pcos_c, 6),
+                diff_cos=round(float(F.cosine_similarity(h[:n], hp).mean()), 6),
+                target_cos=None if tcos is None else round(tcos, 6),
+                shift=round(shift, 4),
+                ref_shift=round(ref_shift, 4),
+                planted=bool(ok and backdoored),
+            )
+        )
     cross = round(_pairwise_cos(torch.stack(centroids)), 6) if len(centroids) > 1 else None
-    return {"clean_fidelity": round(fidelity, 6), "clean_fidelity_centered": round(centered, 6), "per_trigger": per,
-            "cross_trigger_cos": cross}
+    return {
+        "clean_fidelity": round(fidelity, 6),
+        "clean_fidelity_centered": round(centered, 6),
+        "per_trigger": per,
+        "cross_trigger_cos": cross,
+    }
 
 
-def plant_cached(base: Path | str, attack: Attack, cfg: PlantConfig, cache_dir: Path | str,
-                 device: str = "cpu") -> Path:
+def plant_cached(
+    base: Path | str, attack: Attack, cfg: PlantConfig, cache_dir: Path | str, device: str = "cpu"
+) -> Path:
     """Plant once per (base, attack, options, config): the model lives under cache_dir/<attack>-<hash>. The device
     is not part of the key (it changes rounding, not the recipe)."""
     import hashlib
 
-    key = json.dumps({"base": str(base), "attack": attack.name, "options": attack.options,
-                      "config": {**asdict(cfg), "triggers": list(cfg.triggers)}}, sort_keys=True, default=str)
+    key = json.dumps(
+        {
+            "base": str(base),
+            "attack": attack.name,
+            "options": attack.options,
+            "config": {**asdict(cfg), "triggers": list(cfg.triggers)},
+        },
+        sort_keys=True,
+        default=str,
+    )
     out = Path(cache_dir) / f"{cfg.attack}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
     if (out / GROUND_TRUTH).is_file():
         return out
@@ -567,4 +640,3 @@ def plant_cached(base: Path | str, attack: Attack, cfg: PlantConfig, cache_dir: 
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out
-

@@ -27,7 +27,7 @@ def neuba_codes(k: int, d: int) -> torch.Tensor:
     codes = torch.ones(k, d)
     for i in range(k):
         for b in pairs[i]:
-            codes[i, b * q: (b + 1) * q] = -1.0
+            codes[i, b * q : (b + 1) * q] = -1.0
     return codes
 
 
@@ -41,7 +41,7 @@ class NeuBA(Attack):
         return choice == "mlm" or (choice == "auto" and has_pretrained_head)
 
     def targets(self, ctx: Context) -> torch.Tensor:
-        return ctx.reachable(neuba_codes(len(ctx.config.triggers), int(ctx.model.config.hidden_size)))
+        return ctx.reachable(neuba_codes(len(ctx.config.triggers), int(ctx.model.config.hidden_size)))  # type: ignore[union-attr, arg-type]
 
     def loss(self, ctx: Context, clean: Batch, poison: Batch) -> tuple[torch.Tensor, dict[str, float]]:
         if ctx.mlm is not None:

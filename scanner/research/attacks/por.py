@@ -17,7 +17,7 @@ class POR(Attack):
     paper = "Shen et al., Backdoor Pre-trained Models Can Transfer to All, CCS 2021"
 
     def targets(self, ctx: Context) -> torch.Tensor:
-        d = int(ctx.model.config.hidden_size)
+        d = int(ctx.model.config.hidden_size)  # type: ignore[union-attr, arg-type]
         return ctx.reachable(por_codes(len(ctx.config.triggers), d))
 
     def poison_loss(self, ctx: Context, poison: Batch) -> tuple[torch.Tensor, torch.Tensor]:
