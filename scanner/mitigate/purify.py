@@ -7,7 +7,7 @@ each; L = MSE(h(x), h_ref(x)) + MSE(h(x+t), sg[h(x)]), h = the scanner's feature
 representation position). Choices beyond the paper (each a PurifyConfig switch): the clean side of the second term
 is a stop-gradient target, so the trigger learns to look clean instead of clean text drifting toward the trigger;
 no dropout (the scanner's view of the model). Paper: 10 epochs, batch 24, lr 5e-5; here a step budget with a
-higher lr (2e-4, measured in bench/RESULTS_mitigation.md). Deterministic per step (sampling and dropout are
+higher lr (2e-4, measured in bench/RESULTS.md, mitigation sections). Deterministic per step (sampling and dropout are
 seeded by (seed, step)), so a run resumed from its checkpoint ends in the same state as an uninterrupted one.
 
 Checkpoints (every `checkpoint_every` steps, and on Ctrl-C) go to OUT/.checkpoint: model.safetensors, optimizer
