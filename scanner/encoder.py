@@ -18,7 +18,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from scanner.errors import ModelLoadError, ModelTooLargeError, PatronusError
+from scanner.errors import (  # noqa: F401  (RemoteCodeRequired, UnsupportedArchitecture re-exported)
+    ModelLoadError,
+    ModelTooLargeError,
+    PatronusError,
+    RemoteCodeRequired,
+    UnsupportedArchitecture,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,20 +78,6 @@ _POOLING_NAMES = {
 }
 MAX_JSON_BYTES = 1_000_000
 CODE_SUFFIXES = (".py",)
-
-
-class RemoteCodeRequired(PatronusError):
-    """The model needs code shipped with it (auto_map / unknown architecture): refused, nothing of it runs."""
-
-    exit_code = 1
-    code = "remote_code_required"
-
-
-class UnsupportedArchitecture(PatronusError):
-    """A model type the behavioural scan does not support (the static scan still ran)."""
-
-    exit_code = 3
-    code = "unsupported_architecture"
 
 
 @dataclass

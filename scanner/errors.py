@@ -89,3 +89,25 @@ class ModelTooLargeError(ModelLoadError):
 
     code = "model_too_large"
     retryable = False
+
+
+class RemoteCodeRequired(PatronusError):
+    """The model needs code shipped with it (auto_map / unknown architecture): refused, nothing of it runs."""
+
+    code = "remote_code_required"
+    retryable = False
+
+
+class UnsupportedArchitecture(PatronusError):
+    """A model type the behavioural scan does not support (the static scan still ran)."""
+
+    code = "unsupported_architecture"
+    retryable = False
+
+
+class RefusedTarget(PatronusError):
+    """Purification refuses to load the target's weights: its report (or a fresh static scan) found dangerous
+    serialization."""
+
+    code = "refused_dangerous"
+    retryable = False

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from scanner.config import ScanConfig
 from scanner.corpus import load_corpus
 from scanner.encoder import LoadedEncoder, load_encoder
-from scanner.errors import PatronusError, UsageError
+from scanner.errors import PatronusError, RefusedTarget, UsageError  # noqa: F401  (RefusedTarget re-exported)
 from scanner.evidence import (
     CleanStats,
     EvidenceSet,
@@ -60,12 +60,6 @@ RECORD = "purification.json"
 RECORD_SCHEMA = "patronus.purification/1"
 CHECKPOINT = ".checkpoint"
 HELD_OUT = 200  # the first sentences of the fixed corpus shuffle: measurement only, never trained on
-
-
-class RefusedTarget(PatronusError):
-    """The target's weights are not loaded: its report (or a fresh static scan) found dangerous serialization."""
-
-    code = "refused_dangerous"
 
 
 @dataclass
