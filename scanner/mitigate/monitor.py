@@ -10,7 +10,7 @@ pieces) that remembers the trigger it echoes. Matching has two modes:
   fine-tune of the scanned model and need no tokenizer.
 - pieces (with a tokenizer): the text's token ids contain a rule's piece sequence at a word start (the word may go
   on). This is what the model sees: a word that starts with the trigger's pieces carries the trigger. Measured on
-  a POR model (bench/RESULTS.md, mitigation sections): every word the scan listed that starts with the piece "cf" (cfo, cfs,
+  a POR model (bench/RESULTS.md, mitigation): every word the scan listed that starts with the piece "cf" (cfo, cfs,
   cfpb, ...) moves the representation exactly as far as "cf" itself, so "cfo" IS a hit in this mode, while a
   trigger inside a word ("macf", "scfx": not at a piece boundary at the word start) never is. It also catches
   accents and Unicode variants the tokenizer normalises away ("Óbelisk" -> obe ##lis ##k).
