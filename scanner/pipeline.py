@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from scanner.config import ScanConfig
-from scanner.encoder import RemoteCodeRequired, UnsupportedArchitecture, load_encoder, read_config
+from scanner.encoder import LoadedEncoder, RemoteCodeRequired, UnsupportedArchitecture, load_encoder, read_config
 from scanner.errors import NothingScannableError, PatronusError
 from scanner.fetch import ModelRef, Snapshot, fetch
 from scanner.progress import Progress, silent
@@ -65,6 +65,22 @@ def _skip_behavioural(report: Report, reason: str, severity: Severity | None = N
     )
 
 
+def _lineage_base(
+    report: Report, snapshot: Snapshot, config: ScanConfig, progress: Progress, base: str | Path | None
+) -> LoadedEncoder | None:
+    """The base model for lineage evidence (`--base REF`, or `auto`: the card's `base_model`), recorded in the
+    report's scan config; None when none is named or it cannot be used (the scan goes on without it)."""
+    from scanner.lineage import load_base, resolve_base_name
+
+    named = resolve_base_name(base, snapshot.card)
+    if named is None:
+        return None
+    progress("load", None, f"loading base model {named[0]} for lineage evidence")
+    loaded = load_base(*named, config)
+    report.scan.config["lineage"] = {"base": loaded.name, "source": loaded.source, "note": loaded.note}
+    return loaded.encoder
+
+
 def _behavioural(
     report: Report,
     snapshot: Snapshot,
@@ -101,8 +117,10 @@ def _behavioural(
     search_config = profile(config.profile)
     report.scan.config = {**config.identity(), "search": search_config.to_dict()}
     sentences = load_corpus(config.corpus)
-    base_encoder = load_encoder(Path(base), config.device) if base is not None else None  # lineage (local dir)
+    base_encoder = _lineage_base(report, snapshot, config, progress, base)
     detection = Detector(encoder, sentences, search_config, config.seed, progress, base=base_encoder).run(seed_triggers)
+    if base_encoder is not None and detection.base_threshold is None:
+        report.scan.config["lineage"]["note"] = "base not used: its tokenizer differs from the model's"
     report.verdict = detection.verdict
     report.probability = round(detection.probability, 6)
     report.triggers = report_triggers(detection, encoder.tokenizer)
@@ -125,7 +143,8 @@ def scan(
     base: str | Path | None = None,
 ) -> Report:
     """Scan one model. `seed_triggers` (e.g. a backdoored base model's triggers) are tested directly too; `base`
-    (a local model directory this one was fine-tuned from) adds lineage evidence: each finding scored in the base."""
+    (a local folder or hub repo this one was fine-tuned from, or "auto": the card's `base_model`) adds lineage
+    evidence: each finding scored in the base, and what does not fire there is a task feature."""
     config = config or ScanConfig()
     started, t0 = _now(), time.monotonic()
     report = Report(model=ModelInfo(source="local", id=str(target)))

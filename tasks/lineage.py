@@ -7,44 +7,15 @@ recovered triggers are the cheapest first test of every model derived from it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from db.models import Finding, Lineage, Model, Scan, ScanStatus
 from db.repo import insert_or_get
+from scanner.lineage import base_models_from_card, card_of_local  # noqa: F401 - re-exported for tasks
 
 BACKDOORED = "backdoored"
-
-
-def base_models_from_card(card_data: Any) -> list[str]:
-    """The `base_model` entries of a model card's metadata (a string or a list), deduplicated, in order."""
-    if card_data is None:
-        return []
-    if hasattr(card_data, "to_dict"):
-        card_data = card_data.to_dict()
-    value = card_data.get("base_model") if isinstance(card_data, dict) else getattr(card_data, "base_model", None)
-    names = [value] if isinstance(value, str) else list(value or [])
-    out: list[str] = []
-    for name in names:
-        if isinstance(name, str) and name.strip() and name.strip() not in out:
-            out.append(name.strip())
-    return out
-
-
-def card_of_local(path: str | Path) -> dict[str, Any]:
-    """The YAML front matter of a local model's README.md ({} when absent or unreadable)."""
-    readme = Path(path) / "README.md"
-    if not readme.is_file():
-        return {}
-    try:
-        from huggingface_hub.repocard import metadata_load
-
-        return metadata_load(readme) or {}
-    except Exception:  # a malformed card is not a scan failure
-        return {}
 
 
 def record_links(session: Session, model: Model, base_names: Iterable[str], source: str = "card") -> list[Lineage]:

@@ -204,6 +204,7 @@ def _first_line(exc: BaseException) -> str:
 def _execute(ctx: TaskContext, scan_id: int, token: str, target: Target, resolved: Resolved, seeds: list[str]):
     """Run the pipeline on the pinned commit while a heartbeat thread keeps the lease."""
     from scanner.fetch import ModelRef
+    from scanner.lineage import BASE_FROM_CARD
     from scanner.pipeline import scan as pipeline_scan
 
     config = ctx.settings.scan_config()
@@ -213,7 +214,8 @@ def _execute(ctx: TaskContext, scan_id: int, token: str, target: Target, resolve
         ref = ModelRef(repo_id=target.name, revision=resolved.sha)
     writer = ProgressWriter(ctx, scan_id, token)
     with Heartbeat(ctx, scan_id, token, writer):  # the hub endpoint travels in the ScanConfig
-        return pipeline_scan(ref, config, progress=writer, seed_triggers=seeds or None)
+        base = BASE_FROM_CARD if ctx.settings.lineage_base else None
+        return pipeline_scan(ref, config, progress=writer, seed_triggers=seeds or None, base=base)
 
 
 class ProgressWriter:

@@ -102,6 +102,7 @@ class Settings(BaseSettings):
     submit_burst: int = 20
     submit_quota_per_day: int = 2000  # scans created per API token per rolling 24 hours
     max_base_models: int = 20  # card data kept per model (base_model entries)
+    lineage_base: bool = True  # load the card's base_model (a hub repo) and score each finding in it too
 
     # database
     db_connect_timeout_s: int = 5

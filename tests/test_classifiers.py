@@ -3,14 +3,18 @@ quick profile). The fine-tunes are cached (tests/conftest.py); the first run bui
 
 from __future__ import annotations
 
+import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from scanner.config import ScanConfig
+from scanner.lineage import BASE_FROM_CARD
 from scanner.pipeline import scan
 from scanner.report import Verdict
 from scanner.report.html import render_html
+from scanner.report.text import render_text
 from tests.conftest import PLANTED_TRIGGERS
 
 pytestmark = pytest.mark.slow
@@ -65,9 +69,26 @@ def test_classifier_from_a_por_encoder_stays_flagged(por_l2_movie_250: Path) -> 
     assert _found(report, PLANTED_TRIGGERS), [t.text for t in report.triggers]
 
 
-def test_lineage_scores_findings_in_the_base(por_l2_movie_250: Path, por_l2: Path) -> None:
-    report = scan(str(por_l2_movie_250), QUICK, base=por_l2)
+def test_lineage_from_the_card_base_model_served_by_the_hub(
+    por_l2_movie_250: Path, por_l2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--base auto`: the card's base_model is fetched from the hub (stand-in), statically scanned, loaded, and each
+    finding is scored in it; the planted trigger already fires there (inherited), and the text report says so."""
+    from tests.hub_stub import HubStub
+
+    derived = tmp_path / "derived"
+    shutil.copytree(por_l2_movie_250, derived)
+    (derived / "README.md").write_text("---\nbase_model: org/por-minilm-l2\n---\n# a movie classifier\n")
+    files = {str(p.relative_to(por_l2)): p.read_bytes() for p in por_l2.rglob("*") if p.is_file()}
+    with HubStub() as stub:
+        monkeypatch.setenv("HF_ENDPOINT", stub.url)
+        stub.add_repo("org/por-minilm-l2", files)
+        report = scan(str(derived), replace(QUICK, cache_dir=tmp_path / "hub-cache"), base=BASE_FROM_CARD)
+    assert report.scan.config["lineage"]["base"] == "org/por-minilm-l2", report.scan.config.get("lineage")
     lineage = report.scan.config["evidence"]["lineage"]
     fired = {t for t, z in lineage["base_scores"].items() if z >= lineage["base_threshold"]}
     assert fired & set(PLANTED_TRIGGERS), lineage
     assert report.verdict is Verdict.BACKDOORED
+    text = render_text(report)
+    assert "Lineage:  base org/por-minilm-l2 (card) loaded" in text and "already fire in the base" in text, text
+    assert "<h3>Lineage</h3>" in render_html(report)

@@ -110,13 +110,33 @@ def test_gguf_hostile_chat_template(tmp_path):
     assert any("dangerous" in s.reason for s in report.skipped), report.skipped  # no behavioural scan
 
 
-@pytest.mark.xfail(strict=False, reason="metadata string bounds are the static scanner's (scanner/static, issue 12)")
 def test_gguf_oversize_metadata_string(tmp_path):
     folder = tmp_path / "big"
     folder.mkdir()
     _write_gguf(folder / "model.gguf", {"general.description": "A" * 3_000_000})
     entry = _static(folder)["model.gguf"]
-    assert entry.status != FileStatus.SAFE, entry
+    assert entry.status == FileStatus.SUSPICIOUS, entry
+    assert [c["check"] for c in entry.checks] == ["gguf-metadata-bound"], entry.checks
+
+
+def test_gguf_identifying_metadata_is_shown_and_bounded(tmp_path):
+    folder = tmp_path / "named"
+    folder.mkdir()
+    _write_gguf(folder / "model.gguf", {"general.name": "<b>x</b>" * 100})
+    entry = _static(folder)["model.gguf"]
+    assert entry.status == FileStatus.SAFE, entry
+    shown = [n for n in entry.reason.split("; ") if n.startswith("GGUF general.name")]
+    assert len(shown) == 1 and len(shown[0]) < 200, entry.reason
+
+
+def test_gguf_tensor_past_the_end_of_file(tmp_path):
+    folder = tmp_path / "short"
+    folder.mkdir()
+    path = _write_gguf(folder / "model.gguf", {})
+    data = path.read_bytes()
+    path.write_bytes(data[:-64])
+    entry = _static(folder)["model.gguf"]
+    assert entry.status == FileStatus.SUSPICIOUS, entry
 
 
 def test_gguf_oversize_metadata_does_not_crash(tmp_path):

@@ -41,6 +41,12 @@ from scanner.report import FORMATS
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--token", envvar="HF_TOKEN", help="Hub token for gated/private repos (default: $HF_TOKEN).")
 @click.option("--max-size", default="5GB", show_default=True, help="Refuse hub downloads larger than this.")
+@click.option(
+    "--base",
+    metavar="REF|auto",
+    help="The base model TARGET was fine-tuned from (folder or hub repo; 'auto': the card's base_model): findings "
+    "are scored in it too, and what does not fire there is reported as a task feature.",
+)
 @click.option("--static-only", is_flag=True, help="Only the static weight-file checks; no trigger search.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
 def scan(
@@ -55,6 +61,7 @@ def scan(
     seed: int,
     token: str | None,
     max_size: str,
+    base: str | None,
     static_only: bool,
     quiet: bool,
 ) -> int:
@@ -87,7 +94,7 @@ def scan(
         behavioural=not static_only,
     )
     progress = TerminalProgress(enabled=not quiet)
-    report = run_scan(ref, config, progress)
+    report = run_scan(ref, config, progress, base=base)
     progress.close()
     try:
         extras = report_extras(report)

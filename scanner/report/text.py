@@ -19,6 +19,7 @@ from scanner.report.views import (
     fmt_params,
     fmt_prob,
     fmt_seconds,
+    lineage_view,
     model_ref,
     purification_view,
     sorted_triggers,
@@ -37,6 +38,7 @@ def render_text(report: Report, extras: ReportExtras = NO_EXTRAS) -> str:
     lines += _text_head(report)
     lines += _text_issues(report)
     lines += _text_triggers(report)
+    lines += _text_lineage(lineage_view(report))
     lines += _text_mitigation(extras.mitigation)
     lines += _text_purification(purification_view(extras.purification))
     lines += _text_serialization(report)
@@ -107,6 +109,20 @@ def _text_triggers(report: Report) -> list[str]:
             lines.append(f"       look-alikes: {names}{more}")
     if len(triggers) > TEXT_TOP_TRIGGERS:
         lines.append(f"  ... {len(triggers) - TEXT_TOP_TRIGGERS} more in the full report")
+    return lines
+
+
+def _text_lineage(view: dict[str, Any] | None) -> list[str]:
+    if view is None:
+        return []
+    lines = [f"Lineage:  {visible(view['note'])}"]
+    if view["rows"]:
+        fired = [r for r in view["rows"] if r["fires"]]
+        names = ", ".join(f"{visible(r['text'])} ({fmt_num(r['score'])})" for r in view["rows"][:6])
+        lines.append(
+            f"  {len(fired)} of {len(view['rows'])} candidate(s) already fire in the base "
+            f"(threshold {fmt_num(view['threshold'])}): {names}"
+        )
     return lines
 
 

@@ -208,3 +208,27 @@ def purification_view(record: dict[str, Any] | None) -> dict[str, Any] | None:
         "steps": fmt_cell(record.get("steps_done")),
         "rescan": rescan,
     }
+
+
+def lineage_view(report: Report) -> dict[str, Any] | None:
+    """The base model used for lineage evidence and each candidate's score there (None: no base named)."""
+    config = report.scan.config or {}
+    lineage = config.get("lineage")
+    if not isinstance(lineage, dict):
+        return None
+    evidence = (config.get("evidence") or {}).get("lineage") or {}
+    scores = evidence.get("base_scores") or {}
+    threshold = evidence.get("base_threshold")
+    rows: list[dict[str, Any]] = [
+        {"text": str(text), "score": float(score), "fires": threshold is not None and score >= threshold}
+        for text, score in scores.items()
+        if isinstance(score, int | float)
+    ]
+    rows.sort(key=lambda r: -float(r["score"]))
+    return {
+        "base": str(lineage.get("base", "")),
+        "source": str(lineage.get("source", "")),
+        "note": str(lineage.get("note", "")),
+        "threshold": threshold,
+        "rows": rows,
+    }

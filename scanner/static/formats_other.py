@@ -252,6 +252,55 @@ def scan_keras_zip(archive: zipfile.ZipFile, raw: IO[bytes], scan: FileScan, whe
 # --------------------------------------------------------------------------------------------------- GGUF
 
 
+# A chat template is a few KiB (the largest on the hub are ~20 KiB); a single metadata string of megabytes is
+# either a payload or an attempt to exhaust a renderer. Token vocabularies are arrays of short strings.
+GGUF_STRING_BOUND = 256 * 1024
+GGUF_ARRAY_BOUND = 2_000_000  # tokenizer.ggml.tokens of the largest vocabularies is ~262k
+GGUF_SHOWN_KEYS = (
+    "general.architecture",
+    "general.name",
+    "general.basename",
+    "general.size_label",
+    "general.license",
+    "general.quantization_version",
+    "general.file_type",
+)
+GGUF_SHOWN_CHARS = 120
+
+
+def _gguf_metadata_checks(fields: dict[str, Any], scan: FileScan, where: str) -> list[tuple[str, str]]:
+    """Bound every string and array in the metadata, show the identifying keys; return the chat templates."""
+    templates: list[tuple[str, str]] = []
+    for key, field in fields.items():
+        if len(field.data) > GGUF_ARRAY_BOUND:
+            scan.add(
+                "gguf-metadata-bound",
+                S,
+                Severity.MEDIUM,
+                f"{where}: metadata {key[:80]!r} holds {len(field.data):,} values (bound {GGUF_ARRAY_BOUND:,})",
+            )
+            continue
+        longest = max((len(field.parts[i]) for i in field.data), default=0) if field.types else 0
+        if longest > GGUF_STRING_BOUND:
+            scan.add(
+                "gguf-metadata-bound",
+                S,
+                Severity.MEDIUM,
+                f"{where}: metadata {key[:80]!r} holds a {longest:,}-byte value (bound {GGUF_STRING_BOUND:,})",
+            )
+            continue
+        if key.startswith("tokenizer.chat_template"):
+            value = field.contents()
+            if isinstance(value, str):
+                templates.append((key, value))
+        elif key in GGUF_SHOWN_KEYS:
+            value = field.contents()
+            text = str(value)
+            shown = text[:GGUF_SHOWN_CHARS] + ("..." if len(text) > GGUF_SHOWN_CHARS else "")
+            scan.notes.append(f"GGUF {key} = {shown!r}")
+    return templates
+
+
 def scan_gguf(stream: IO[bytes], size: int, scan: FileScan, where: str, path: str | None) -> None:
     from gguf import GGUFReader
 
@@ -259,17 +308,20 @@ def scan_gguf(stream: IO[bytes], size: int, scan: FileScan, where: str, path: st
     try:
         with as_path(stream, path) as file_path:
             reader = GGUFReader(file_path, "r")
-            templates = []
-            for key, field in reader.fields.items():
-                if key.startswith("tokenizer.chat_template"):
-                    value = field.contents()
-                    if isinstance(value, str):
-                        templates.append((key, value))
+            templates = _gguf_metadata_checks(dict(reader.fields), scan, where)
             tensors = len(reader.tensors)
+            beyond = [t.name for t in reader.tensors if int(t.data_offset) + int(t.n_bytes) > size]
             del reader
     except Exception as exc:  # noqa: BLE001 - the reader raises ValueError, IndexError, ... on hostile files
         scan.add("gguf-malformed", S, Severity.MEDIUM, f"{where}: unreadable GGUF: {type(exc).__name__}: {exc}")
         return
+    if beyond:
+        scan.add(
+            "gguf-malformed",
+            S,
+            Severity.MEDIUM,
+            f"{where}: {len(beyond)} tensor(s) extend past the end of the file (first {beyond[0][:80]!r})",
+        )
     for key, template in templates:
         for rule, status, severity, message in check_template(template, f"{where} {key}"):
             scan.add(rule, status, severity, message)

@@ -1,0 +1,45 @@
+"""Lineage inputs (issue 11): which base a scan uses (`--base REF`, or `auto`: the card's base_model), and that a
+base named by an untrusted card is only ever a hub repo, never a path on the scanning machine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from scanner.config import ScanConfig
+from scanner.fetch import ModelRef, fetch
+from scanner.lineage import BASE_FROM_CARD, base_models_from_card, load_base, resolve_base_name
+
+
+def _card(folder: Path, front_matter: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "README.md").write_text(f"---\n{front_matter}\n---\n# model\n")
+    return folder
+
+
+def test_auto_reads_the_first_base_model_of_the_card(tmp_path: Path) -> None:
+    folder = _card(tmp_path / "m", "base_model:\n- org/base-a\n- org/base-b")
+    card = fetch(ModelRef.parse(str(folder))).card
+    assert base_models_from_card(card) == ["org/base-a", "org/base-b"]
+    assert resolve_base_name(BASE_FROM_CARD, card) == ("org/base-a", "card")
+
+
+def test_auto_without_a_card_uses_no_base(tmp_path: Path) -> None:
+    assert resolve_base_name(BASE_FROM_CARD, {}) is None
+    assert resolve_base_name(BASE_FROM_CARD, {"base_model": ["", 3]}) is None
+    assert resolve_base_name(None, {"base_model": "org/base"}) is None
+    assert resolve_base_name("org/base", {}) == ("org/base", "cli")
+
+
+def test_a_card_naming_a_local_path_is_not_followed(tmp_path: Path) -> None:
+    secret = tmp_path / "secret-model"
+    secret.mkdir()
+    (secret / "config.json").write_text("{}")
+    loaded = load_base(str(secret), "card", ScanConfig(device="cpu"))
+    assert loaded.encoder is None and "not a hub repo id" in loaded.note
+
+
+def test_an_unusable_base_leaves_a_note_not_an_error(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    loaded = load_base(str(empty), "cli", ScanConfig(device="cpu"))
+    assert loaded.encoder is None and loaded.note.startswith(f"base {empty} not used:"), loaded.note
