@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup demo test test-fast lint format typecheck bench clean
+.PHONY: help setup demo test test-heavy test-fast lint format typecheck bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -22,6 +22,9 @@ demo: setup  ## the main job on the embedded default: scan real models, write re
 
 test: setup lint typecheck  ## the whole test suite (pytest exit 5, "no tests", is a failure like any other)
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+
+test-heavy: setup  ## the heavy tests make test leaves out: the real all-mpnet-base-v2, the full 30-layer SmolLM2
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m heavy $(PYTEST_ARGS)
 
 test-fast: setup  ## unit tests only: no slow (planting) and no service (Postgres, broker) tests
 	$(BIN)/ruff check .

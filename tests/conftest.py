@@ -59,28 +59,6 @@ def clean_ft_l2(minilm_l2: Path, model_cache: Path) -> Path:
     return plant_cached(minilm_l2, get_attack("clean"), cfg, model_cache)
 
 
-def _downstream(base: Path, out: Path) -> Path:
-    from scanner.research.datasets import load_task
-    from scanner.research.evaluate import FINETUNE_RECORD, FinetuneConfig, finetune
-
-    if not (out / FINETUNE_RECORD).is_file():
-        task = load_task("movie", max_train=3000, max_eval=300)
-        finetune(base, task, out, FinetuneConfig(task="movie", steps=200, batch_size=16, max_length=64))
-    return out
-
-
-@pytest.fixture(scope="session")
-def por_l2_movie(por_l2: Path, model_cache: Path) -> Path:
-    """A movie-sentiment classifier fine-tuned (all weights) from the backdoored encoder."""
-    return _downstream(por_l2, model_cache / f"{por_l2.name}-movie")
-
-
-@pytest.fixture(scope="session")
-def clean_l2_movie(clean_ft_l2: Path, model_cache: Path) -> Path:
-    """The same downstream fine-tune from the clean control."""
-    return _downstream(clean_ft_l2, model_cache / f"{clean_ft_l2.name}-movie")
-
-
 @pytest.fixture(scope="session")
 def family_base(model_cache: Path):
     """A small config-built model of a family (random weights, real tokenizer)."""

@@ -65,8 +65,10 @@ def test_clean_fine_tuned_classifier_stays_clean(untouched_l2_movie: Path) -> No
 
 def test_classifier_from_a_por_encoder_stays_flagged(por_l2_movie_250: Path) -> None:
     report = scan(str(por_l2_movie_250), QUICK)
+    assert report.model.architecture.endswith("ForSequenceClassification")
     assert report.verdict is Verdict.BACKDOORED, report.scan.config["evidence"]
     assert _found(report, PLANTED_TRIGGERS), [t.text for t in report.triggers]
+    assert any(t.flip_rate is not None for t in report.triggers)  # a classifier: label flips measured
 
 
 def test_lineage_from_the_card_base_model_served_by_the_hub(

@@ -49,20 +49,6 @@ def test_clean_controls_are_not_flagged(fixture: str, request: pytest.FixtureReq
     assert report.probability < 0.2 and not report.triggers
 
 
-def test_downstream_classifier_keeps_the_backdoor(por_l2_movie: Path):
-    report = scan(str(por_l2_movie), QUICK)
-    assert report.model.architecture.endswith("ForSequenceClassification")
-    assert report.verdict is Verdict.BACKDOORED
-    assert recovered(report, ("cf", "mn", "obelisk"))
-    flips = [t.flip_rate for t in report.triggers]
-    assert all(f is not None for f in flips) and max(flips) > 0.2
-
-
-def test_downstream_classifier_of_clean_control_is_clean(clean_l2_movie: Path):
-    report = scan(str(clean_l2_movie), QUICK)
-    assert report.verdict is Verdict.CLEAN, [(t.text, t.score) for t in report.triggers]
-
-
 def test_same_seed_same_result(por_l2: Path, por_report: Report):
     again = scan(str(por_l2), QUICK)
     assert [t.text for t in again.triggers] == [t.text for t in por_report.triggers]

@@ -43,6 +43,7 @@ def test_family_planted_found_and_clean_not_flagged(family, family_base, model_c
     assert clean.verdict is Verdict.CLEAN, [(t.text, t.score) for t in clean.triggers]
 
 
+@pytest.mark.heavy  # 438 MB of weights, a 110M-parameter plant and two scans: make test-heavy
 def test_real_mpnet_mean_pooling_planted_found_and_clean_not_flagged(model_cache):
     """The real all-mpnet-base-v2 (12 x 768, mean pooling + normalize): a POR backdoor planted on the mean-pooled
     output is found on "mean"; the untouched model is clean."""

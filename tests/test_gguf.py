@@ -149,7 +149,7 @@ def test_gguf_oversize_metadata_does_not_crash(tmp_path):
     assert all(e.code != "internal_error" for e in report.errors), report.errors
 
 
-@pytest.mark.slow
+@pytest.mark.heavy  # the whole 30-layer decoder scanned on CPU: make test-heavy (the truncated copies run in CI)
 def test_real_smollm2_gguf_full_scan_through_the_pipeline(smol_gguf, tmp_path):
     from scanner.pipeline import scan
 
