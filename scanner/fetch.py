@@ -26,7 +26,7 @@ from huggingface_hub.utils import validate_repo_id
 from tqdm.std import tqdm
 
 from scanner import __version__, formats
-from scanner.config import DEFAULT_MAX_SIZE
+from scanner.config import DEFAULT_MAX_SIZE, ScanConfig
 from scanner.errors import FetchError, GatedRepoError, SizeLimitError, UsageError
 from scanner.progress import Progress, silent
 from scanner.report import Skipped
@@ -249,6 +249,18 @@ def fetch(
         return _fetch_local(ref, ref.path, max_size, progress)
     return _fetch_hub(
         ref, token=token, max_size=max_size, cache_dir=cache_dir, progress=progress, endpoint=hub_endpoint(endpoint)
+    )
+
+
+def fetch_for(ref: ModelRef, config: ScanConfig, progress: Progress = silent) -> Snapshot:
+    """fetch() with a scan's token, size bound, cache and hub endpoint."""
+    return fetch(
+        ref,
+        token=config.token,
+        max_size=config.max_size,
+        cache_dir=config.cache_dir,
+        endpoint=config.hub_endpoint,
+        progress=progress,
     )
 
 

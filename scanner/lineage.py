@@ -11,7 +11,7 @@ from typing import Any
 from scanner.config import ScanConfig
 from scanner.encoder import LoadedEncoder, load_encoder
 from scanner.errors import PatronusError
-from scanner.fetch import LocalTargets, ModelRef, fetch
+from scanner.fetch import LocalTargets, ModelRef, fetch_for
 from scanner.report import FileStatus
 from scanner.static import scan_snapshot, weights_status
 
@@ -74,13 +74,7 @@ def load_base(name: str, source: str, config: ScanConfig) -> BaseModel:
         ref = ModelRef.parse(name, local=LocalTargets.ANY if source == "cli" else LocalTargets.PATHS_ONLY)
         if ref.path is not None and source != "cli":  # a card names hub repos; never a path on this machine
             return BaseModel(name, source, None, f"base {name!r} from the card is not a hub repo id; not used")
-        snapshot = fetch(
-            ref,
-            token=config.token,
-            max_size=config.max_size,
-            cache_dir=config.cache_dir,
-            endpoint=config.hub_endpoint,
-        )
+        snapshot = fetch_for(ref, config)
         serialization, _skipped = scan_snapshot(snapshot.local_dir, snapshot.downloaded, repo_files=snapshot.files)
         worst = weights_status(serialization)
         if worst is FileStatus.DANGEROUS:

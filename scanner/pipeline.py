@@ -15,7 +15,7 @@ from pathlib import Path
 from scanner.config import ScanConfig
 from scanner.encoder import LoadedEncoder, RemoteCodeRequired, UnsupportedArchitecture, load_encoder, read_config
 from scanner.errors import NothingScannableError, PatronusError
-from scanner.fetch import ModelRef, Snapshot, fetch
+from scanner.fetch import ModelRef, Snapshot, fetch_for
 from scanner.progress import Progress, silent
 from scanner.report import (
     FileStatus,
@@ -153,14 +153,7 @@ def scan(
         ref = target if isinstance(target, ModelRef) else ModelRef.parse(target)
         report.model.source = "local" if ref.path is not None else "hub"
         progress("fetch", 0.0, f"fetching {ref.display}")
-        snapshot = fetch(
-            ref,
-            token=config.token,
-            max_size=config.max_size,
-            cache_dir=config.cache_dir,
-            endpoint=config.hub_endpoint,
-            progress=progress,
-        )
+        snapshot = fetch_for(ref, config, progress)
         report.model = _model_info(snapshot)
         report.skipped.extend(snapshot.skipped)
         progress("static", None, "static scan of weight files")

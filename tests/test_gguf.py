@@ -110,43 +110,35 @@ def test_gguf_hostile_chat_template(tmp_path):
     assert any("dangerous" in s.reason for s in report.skipped), report.skipped  # no behavioural scan
 
 
-def test_gguf_oversize_metadata_string(tmp_path):
-    folder = tmp_path / "big"
+def _single_gguf(folder: Path, strings: dict[str, str]) -> Path:
     folder.mkdir()
-    _write_gguf(folder / "model.gguf", {"general.description": "A" * 3_000_000})
-    entry = _static(folder)["model.gguf"]
+    return _write_gguf(folder / "model.gguf", strings)
+
+
+def test_gguf_oversize_metadata_string(tmp_path):
+    from scanner.pipeline import scan
+
+    _single_gguf(tmp_path / "big", {"general.description": "A" * 3_000_000})
+    entry = _static(tmp_path / "big")["model.gguf"]
     assert entry.status == FileStatus.SUSPICIOUS, entry
     assert [c["check"] for c in entry.checks] == ["gguf-metadata-bound"], entry.checks
+    report = scan(str(tmp_path / "big"), QUICK)
+    assert all(e.code != "internal_error" for e in report.errors), report.errors
 
 
 def test_gguf_identifying_metadata_is_shown_and_bounded(tmp_path):
-    folder = tmp_path / "named"
-    folder.mkdir()
-    _write_gguf(folder / "model.gguf", {"general.name": "<b>x</b>" * 100})
-    entry = _static(folder)["model.gguf"]
+    _single_gguf(tmp_path / "named", {"general.name": "<b>x</b>" * 100})
+    entry = _static(tmp_path / "named")["model.gguf"]
     assert entry.status == FileStatus.SAFE, entry
     shown = [n for n in entry.reason.split("; ") if n.startswith("GGUF general.name")]
     assert len(shown) == 1 and len(shown[0]) < 200, entry.reason
 
 
 def test_gguf_tensor_past_the_end_of_file(tmp_path):
-    folder = tmp_path / "short"
-    folder.mkdir()
-    path = _write_gguf(folder / "model.gguf", {})
-    data = path.read_bytes()
-    path.write_bytes(data[:-64])
-    entry = _static(folder)["model.gguf"]
+    path = _single_gguf(tmp_path / "short", {})
+    path.write_bytes(path.read_bytes()[:-64])
+    entry = _static(tmp_path / "short")["model.gguf"]
     assert entry.status == FileStatus.SUSPICIOUS, entry
-
-
-def test_gguf_oversize_metadata_does_not_crash(tmp_path):
-    from scanner.pipeline import scan
-
-    folder = tmp_path / "big"
-    folder.mkdir()
-    _write_gguf(folder / "model.gguf", {"general.description": "A" * 3_000_000})
-    report = scan(str(folder), QUICK)
-    assert all(e.code != "internal_error" for e in report.errors), report.errors
 
 
 @pytest.mark.heavy  # the whole 30-layer decoder scanned on CPU: make test-heavy (the truncated copies run in CI)
