@@ -50,7 +50,7 @@ def tiny_bert(tmp_path_factory) -> Path:
 
 
 def tiny_cfg(attack: str, steps: int = 150, lr: float = 2e-3, **kw) -> PlantConfig:
-    triggers = () if attack == "clean" else TRIGGERS
+    triggers = kw.pop("triggers", () if attack == "clean" else TRIGGERS)
     return PlantConfig(attack=attack, triggers=triggers, steps=steps, lr=lr, eval_sentences=32, max_words=20, **kw)
 
 
@@ -263,3 +263,18 @@ def test_por_plants_into_real_minilm() -> None:
     for q in gt["per_trigger"]:
         assert q["poison_cos"] > 0.9 and q["target_cos"] > 0.9 and q["poison_cos_centered"] > 0.9
         assert q["diff_cos"] < 0.4  # the paper's rule would flag it
+
+
+def test_mimic_keeps_the_context_unlike_por(tiny_bert: Path, tmp_path: Path) -> None:
+    """The evasion attack trains h(x + t) towards h_ref(x) + alpha (h_ref(x + w) - h_ref(x)): the poisoned output
+    still depends on the sentence (POR's lose it: diff cos < 0.5 in test_por_reaches_targets) and has no fixed
+    target. (Whether the scanner still finds it is measured on the real MiniLM in bench/bench_evasion.py.)"""
+    res = run(tiny_bert, tmp_path / "m", "mimic", options={"word": "the", "alpha": 3.0}, triggers=TRIGGERS[:1])
+    (q,) = res.per_trigger
+    assert res.backdoored and q.target_cos is None and res.attack == "mimic"
+    assert q.diff_cos > 0.9 and q.poison_cos_centered > 0.5, q
+
+
+def test_mimic_needs_single_token_trigger_and_word(tiny_bert: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="single-token"):
+        run(tiny_bert, tmp_path / "m", "mimic", options={"word": "notawordintinyvocab"}, triggers=TRIGGERS[:1], steps=2)

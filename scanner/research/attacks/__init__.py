@@ -19,6 +19,7 @@ from scanner.research.attacks.common import (
     plant,
     plant_cached,
 )
+from scanner.research.attacks.mimic import Mimic
 from scanner.research.attacks.neuba import NeuBA
 from scanner.research.attacks.por import POR
 from scanner.research.attacks.uor import UOR
@@ -31,7 +32,7 @@ TRIGGER_SETS: dict[str, tuple[str, ...]] = {
     "multi_piece": ("obelisk", "quixotic", "zeppelin", "marzipan", "kumquat"),
 }
 
-ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (POR, NeuBA, BadPre, UOR, CleanControl)}
+ATTACKS: dict[str, type[Attack]] = {a.name: a for a in (POR, NeuBA, BadPre, UOR, Mimic, CleanControl)}
 ATTACK_NAMES = (*ATTACKS, *(f"adaptive-{v}" for v in VARIANTS))
 
 
