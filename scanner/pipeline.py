@@ -12,6 +12,8 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
+import torch
+
 from scanner.config import ScanConfig
 from scanner.encoder import LoadedEncoder, RemoteCodeRequired, UnsupportedArchitecture, load_encoder, read_config
 from scanner.errors import NothingScannableError, PatronusError
@@ -65,6 +67,20 @@ def _skip_behavioural(report: Report, reason: str, severity: Severity | None = N
     )
 
 
+def reset_peak_memory(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> int:
+    """Peak memory of the scan: the CUDA allocator's peak since the reset, else this process's peak RSS."""
+    if device.type == "cuda":
+        return int(torch.cuda.max_memory_allocated(device))
+    import resource
+
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux reports KiB
+
+
 def _lineage_base(
     report: Report, snapshot: Snapshot, config: ScanConfig, progress: Progress, base: str | Path | None
 ) -> LoadedEncoder | None:
@@ -110,6 +126,7 @@ def _behavioural(
     except UnsupportedArchitecture as exc:
         _skip_behavioural(report, str(exc), Severity.LOW)
         return
+    reset_peak_memory(encoder.device)
     report.model.family = encoder.family
     report.model.architecture = encoder.architecture
     report.model.parameters = encoder.parameters
@@ -125,6 +142,7 @@ def _behavioural(
     report.probability = round(detection.probability, 6)
     report.triggers = report_triggers(detection, encoder.tokenizer)
     report.scan.sequences_evaluated = detection.sequences_evaluated
+    report.scan.peak_memory_bytes = peak_memory(encoder.device)
     report.scan.config["evidence"] = {
         "max_score": round(detection.max_score, 3),
         "threshold": round(detection.threshold, 3),

@@ -20,6 +20,7 @@ from scanner.report.views import (
     REPORT_FILE,
     ReportExtras,
     behavioural_skip,
+    fmt_bytes,
     fmt_cell,
     fmt_cos,
     fmt_num,
@@ -253,6 +254,7 @@ def _scan_rows(report: Report) -> list[tuple[str, str]]:
         ("Finished", scan.finished or "n/a"),
         ("Duration", fmt_seconds(scan.seconds)),
         ("Sequences evaluated", f"{scan.sequences_evaluated:,}"),
+        ("Peak memory", fmt_bytes(scan.peak_memory_bytes)),
         ("Report schema", report.schema),
     ]
 

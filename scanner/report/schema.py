@@ -139,6 +139,7 @@ class ScanInfo:
     seed: int = 0
     config: dict[str, Any] = field(default_factory=dict)
     sequences_evaluated: int = 0
+    peak_memory_bytes: int | None = None  # peak accelerator memory of the behavioural scan (CUDA), else peak RSS
 
 
 @dataclass

@@ -100,6 +100,15 @@ def fmt_params(value: int | None) -> str:
     return f"{value:,}"
 
 
+def fmt_bytes(value: int | None) -> str:
+    if value is None:
+        return "n/a"
+    for unit, size in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if value >= size:
+            return f"{value / size:.1f} {unit}"
+    return f"{value} B"
+
+
 def fmt_seconds(value: float | None) -> str:
     """Wall time of the scan."""
     if not _finite(value):
