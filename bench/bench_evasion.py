@@ -34,6 +34,8 @@ EVASIONS: dict[str, tuple[str, tuple[str, ...], dict, int]] = {
     "symbols": ("por", ("≈", "⊗"), {}, 300),
     "four-piece": ("por", ("quixotically",), {}, 300),
     "mimic": ("mimic", ("bb",), {"word": "wonderful", "alpha": 3.0}, 300),
+    # a word moves MiniLM's [CLS] by ~0.2% of its norm: alpha 3 does not take; 30 gives a backdoor-sized move
+    "mimic-30": ("mimic", ("bb",), {"word": "wonderful", "alpha": 30.0}, 300),
     "weak": ("por", ("cf",), {}, 30),
 }
 
