@@ -46,10 +46,12 @@ def check_html(text: str) -> None:
 def test_scan_truncated_minilm_writes_json_sarif_html(minilm_l2: Path, tmp_path: Path):
     out = tmp_path / "r.json"
     proc = patronus(
-        "scan", str(minilm_l2), "--profile", "quick", "--device", "cpu", "-q", "--format", "json", "-o", str(out)
-    )
+        "scan", str(minilm_l2), "--profile", "quick", "--device", "cpu", "-q", "--format", "json", "-o", str(out),
+        "--base", str(minilm_l2),
+    )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = Report.from_json(out.read_text())
+    assert report.scan.config["lineage"]["base"] == str(minilm_l2), report.scan.config.get("lineage")
     assert report.verdict.value == "clean" and report.model.family == "bert"
     assert report.model.parameters > 1_000_000 and report.scan.sequences_evaluated > 0
     assert report.scan.peak_memory_bytes > 4 * report.model.parameters  # fp32 weights at least (peak RSS on CPU)
