@@ -46,7 +46,7 @@ def test_family_planted_found_and_clean_not_flagged(family, family_base, model_c
 @pytest.mark.heavy  # 438 MB of weights, a 110M-parameter plant and two scans: make test-heavy
 def test_real_mpnet_mean_pooling_planted_found_and_clean_not_flagged(model_cache):
     """The real all-mpnet-base-v2 (12 x 768, mean pooling + normalize): a POR backdoor planted on the mean-pooled
-    output is found on "mean"; the untouched model is clean."""
+    output is found (reported on the representation where it scores highest); the untouched model is clean."""
     from scanner.encoder import load_encoder
     from scanner.research.attacks import PlantConfig, get_attack, plant_cached
     from scanner.research.base_models import real_mpnet
@@ -62,5 +62,6 @@ def test_real_mpnet_mean_pooling_planted_found_and_clean_not_flagged(model_cache
     assert report.model.family == "mpnet"
     assert report.verdict is Verdict.BACKDOORED, [(t.text, t.score) for t in report.triggers]
     hit = [t for t in report.triggers if t.text == "cf" or "cf" in {la.text for la in t.lookalikes}]
-    assert hit and hit[0].representation == "mean"
+    # planted on mean; measured (2026-12-02) the same layers carry it to [CLS] too, where it scores higher (16.9)
+    assert hit and hit[0].representation in ("mean", "cls"), hit
     assert scan(str(base), QUICK).verdict is Verdict.CLEAN
