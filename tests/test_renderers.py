@@ -443,6 +443,7 @@ def test_html_backdoored_content() -> None:
 def test_html_clean_is_green() -> None:
     html = render_html(clean())
     assert _tone(html) == "tone-ok" and "No backdoor found" in _visible_text(html)
+    assert "Hub scan" not in html  # the column appears only when the hub judged a file
 
 
 def test_html_static_only_says_search_did_not_run() -> None:

@@ -145,7 +145,11 @@ def test_hub_target_scans_the_pickle_beside_safetensors_and_shows_the_hub_verdic
     sarif = json.loads(render_sarif(report))
     properties = [r["properties"] for r in sarif["runs"][0]["results"] if "hub_security" in r["properties"]]
     assert {p["hub_security"]["verdict"] for p in properties} == {"unsafe"}
-    assert "Hub security scan: unsafe" in render_html(report)
+    page = render_html(report)
+    assert "Hub security scan: unsafe" in page
+    assert "<th>Hub scan</th>" in page  # the hub's verdict beside ours in the files table, disagreement marked
+    assert '<td class="hub-verdict">unsafe <strong>(disagrees)</strong></td>' in page
+    assert '<td class="hub-verdict">unsafe</td>' in page  # pytorch_model.bin: we agree it is dangerous
 
 
 # --------------------------------------------------------------------------------------------------- policy

@@ -115,6 +115,7 @@ def report_context(report: Report, extras: ReportExtras = NO_EXTRAS, *, embedded
         "show_flip_rate": any(t.flip_rate is not None for t in triggers),
         "null_plot": null_plot(report),
         "lineage": lineage_view(report),
+        "hub_judged": any(f.hub_security for f in report.serialization.files),
         "mitigation": extras.mitigation,
         "report_file": REPORT_FILE,
         "purification": purification_view(extras.purification),
