@@ -7,6 +7,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from scanner.config import ScanConfig
 from scanner.report import Report, Verdict
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,30 @@ class ResultsCache:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(report.to_json(), encoding="utf-8")
         tmp.replace(path)
+
+
+PROFILE_RANK = {"quick": 0, "standard": 1, "thorough": 2}
+
+
+def server_scan_falls_short(report: Report, config: ScanConfig) -> str | None:
+    """Why the service's report cannot stand in for a scan with `config` (None: it can). It must come from this
+    engine version and the same corpus and seed, and be at least as thorough: a behavioural scan when one is asked
+    for, with a profile of at least the same budget. (A static-only gate accepts a full scan: it holds the static
+    one.)"""
+    theirs = report.scan.config or {}
+    ours = config.identity()
+    if str(theirs.get("engine_version")) != str(ours["engine_version"]):
+        return f"the server's scan is engine {theirs.get('engine_version')}, this gate's is {ours['engine_version']}"
+    for key in ("corpus", "seed"):
+        if theirs.get(key) != ours[key]:
+            return f"the server's scan used {key} {theirs.get(key)!r}, this gate asks for {ours[key]!r}"
+    if ours["behavioural"]:
+        if not theirs.get("behavioural", False):
+            return "the server's scan was static only; this gate asks for the behavioural search"
+        their_rank = PROFILE_RANK.get(str(theirs.get("profile")), -1)
+        if their_rank < PROFILE_RANK[config.profile]:
+            return f"the server's scan used profile {theirs.get('profile')}, this gate asks for {config.profile}"
+    return None
 
 
 @dataclass

@@ -22,7 +22,7 @@ from scanner.gate.discovery import Adoption, discover, read_list_file
 from scanner.gate.findings import Finding, gate_finding, report_findings
 from scanner.gate.lock import LockEntry, LockFile, content_digest, drift, file_hashes, read_lock, report_digest
 from scanner.gate.policy import SHA_RE, LoadedPolicy
-from scanner.gate.records import ResultsCache, ask_server
+from scanner.gate.records import ResultsCache, ServerAnswer, ask_server, server_scan_falls_short
 from scanner.gate.signing import SignatureResult, verify_folder
 from scanner.report import Report, Severity, Verdict
 
@@ -357,6 +357,9 @@ def _report_for(
     server = options.server or options.policy.server
     if report is None and server and model.source == "hub":
         answer = ask_server(server, model.model, model.sha, options.server_token)
+        short = server_scan_falls_short(answer.report, config) if answer.report is not None else None
+        if short is not None:
+            answer = ServerAnswer(None, f"{answer.detail}: {short}", answer.scan_id)
         model.origin_detail = answer.detail
         if answer.report is not None:
             report, model.origin = answer.report, "server"
