@@ -21,6 +21,7 @@ from scanner.evidence import (
     EvidenceNull,
     EvidenceSet,
     FeatureRunner,
+    JointEvidence,
     TokenizedCorpus,
     TriggerStats,
     clean_features,
@@ -112,20 +113,6 @@ def flip_rate(
     return float((clean != poisoned).float().mean())
 
 
-class _RepresentationScan:
-    """The scan of one representation: its runner, clean statistics, evidence set and null."""
-
-    def __init__(self, detector: Detector, representation: str | None) -> None:
-        cfg = detector.config
-        self.representation = representation
-        self.runner = FeatureRunner(detector.encoder, cfg.batch_size, representation)
-        search = detector.search_corpus
-        fit_rows = search.take(torch.arange(min(256, len(search)), device=search.ids.device))
-        self.stats = CleanStats.fit(clean_features(self.runner, fit_rows))
-        self.evidence = EvidenceSet.sampled(self.runner, detector.stat_corpus, self.stats, detector.gen, cfg.inserts)
-        self.null: EvidenceNull | None = None
-
-
 class Detector:
     """One behavioural scan of one model."""
 
@@ -156,7 +143,18 @@ class Detector:
         if len(self.vocab) < config.slots + config.null_tokens:
             raise ValueError(f"searchable vocabulary too small ({len(self.vocab)} tokens)")
         self.representations = representations(encoder)
-        self.scans = [_RepresentationScan(self, rep) for rep in self.representations]
+        # One forward a sequence serves every representation: the runner concatenates them, the search runs once
+        # on the joint features, and each candidate is measured in each representation's own scale.
+        reps = self.representations
+        joint = reps[0] if len(reps) == 1 else tuple(r or "cls" for r in reps)
+        self.runner = FeatureRunner(encoder, config.batch_size, joint)
+        search = self.search_corpus
+        fit = clean_features(self.runner, search.take(torch.arange(min(256, len(search)), device=search.ids.device)))
+        width = encoder.hidden_size
+        per_rep = [CleanStats.fit(fit[:, r * width : (r + 1) * width]) for r in range(len(reps))]
+        self.stats = CleanStats(mean=torch.cat([s.mean for s in per_rep]), std=torch.cat([s.std for s in per_rep]))
+        positions = sample_positions(self.stat_corpus.slots, config.inserts, self.gen)
+        self.evidence = JointEvidence(self.runner, self.stat_corpus, per_rep, positions)
         self.embedding = encoder.embedding_matrix.detach()
         self.allowed = self.vocab.mask(self.embedding.shape[0]).to(self.embedding.device)
 
@@ -180,7 +178,7 @@ class Detector:
         stats = CleanStats.fit(
             clean_features(runner, search.take(torch.arange(min(256, len(search)), device=search.ids.device)))
         )
-        evidence = EvidenceSet(runner, self.stat_corpus, stats, self.scans[0].evidence.positions)
+        evidence = EvidenceSet(runner, self.stat_corpus, stats, self.evidence.positions)
         null = evidence.null(null_tokens(self.vocab.ids.tolist(), self.config.null_tokens, random.Random(1)))
         for f, st in zip(findings, evidence.evaluate([f.head.tokens for f in findings]), strict=True):
             f.base_score = null.score(st)
@@ -189,7 +187,7 @@ class Detector:
     @property
     def tests(self) -> int:
         """Tests a candidate faces: its two effects in each representation."""
-        return TESTS_PER_CANDIDATE * len(self.scans)
+        return TESTS_PER_CANDIDATE * len(self.representations)
 
     def _words(self) -> WordList | None:
         if not self.config.word_mode:
@@ -216,12 +214,12 @@ class Detector:
         pick = self.rng.sample(range(len(words.words)), min(self.config.word_screen, len(words.words)))
         return [words.pieces[i] for i in pick]
 
-    def _search(self, scan: _RepresentationScan, words: WordList | None) -> list[list[int]]:
+    def _search(self, words: WordList | None) -> list[list[int]]:
         """Token-level search; in word mode (word_search_restarts) also over 2- and 3-piece rare words."""
         cfg = self.config
         units: list[tuple[int, ...]] = [(int(t),) for t in self.vocab.ids]
         found = ContrastiveSearch(
-            self.encoder, self.search_corpus, units, scan.stats, scan.runner, cfg.search, self.gen, cfg.inserts
+            self.encoder, self.search_corpus, units, self.stats, self.runner, cfg.search, self.gen, cfg.inserts
         ).run(self.progress)
         candidates = [list(c) for c in found.candidates]
         if words is None or not cfg.word_search_restarts:
@@ -231,33 +229,45 @@ class Detector:
             if len(pieces) <= cfg.slots:
                 continue
             search = ContrastiveSearch(
-                self.encoder, self.search_corpus, pieces, scan.stats, scan.runner, cfg.search, self.gen, cfg.inserts
+                self.encoder, self.search_corpus, pieces, self.stats, self.runner, cfg.search, self.gen, cfg.inserts
             )
             candidates += [list(c) for c in search.run(self.progress, restarts=cfg.word_search_restarts).candidates]
         return candidates
 
-    def _scan(
-        self, scan: _RepresentationScan, threshold: float, words: WordList | None, seed_triggers: list[str] | None
-    ) -> tuple[list[TriggerStats], list[TriggerStats], EvidenceNull]:
-        """(every candidate evaluated, the significant ones, the null) in one representation."""
+    def _where(self) -> str:
+        named = [r for r in self.representations if r]
+        return f" ({'+'.join(named)})" if named else ""
+
+    def _candidates(self, words: WordList | None, seed_triggers: list[str] | None) -> list[list[int]]:
+        """The search's finds plus what is screened directly (moved tokens, seeds, sampled tokens and words)."""
         cfg = self.config
-        where = f" ({scan.representation})" if scan.representation else ""
-        self.progress("search", 0.0, f"null distribution from random rare tokens{where}")
-        null = scan.null = scan.evidence.null(null_tokens(self.vocab.ids.tolist(), cfg.null_tokens, self.rng))
-        candidates = self._search(scan, words) + self._moved_tokens()
+        candidates = self._search(words) + self._moved_tokens()
         if seed_triggers:
             candidates += [ids for ids in encode_words(self.encoder.tokenizer, seed_triggers) if ids]
         if cfg.screen_tokens:
             pick = self.rng.sample(range(len(self.vocab)), min(cfg.screen_tokens, len(self.vocab)))
             candidates += [[int(self.vocab.ids[i])] for i in pick]
-        candidates += self._screen_words(words)
+        return candidates + self._screen_words(words)
+
+    def _evaluate(
+        self, threshold: float, words: WordList | None, seed_triggers: list[str] | None
+    ) -> tuple[list[list[TriggerStats]], list[EvidenceNull]]:
+        """Per representation: every candidate evaluated (searched, screened, look-alikes), and the null."""
+        where = self._where()
+        self.progress("search", 0.0, f"null distribution from random rare tokens{where}")
+        views = [self.evidence.view(r) for r in range(len(self.representations))]
+        null_ids = null_tokens(self.vocab.ids.tolist(), self.config.null_tokens, self.rng)
+        nulls = [view.null(null_ids) for view in views]
+        candidates = self._candidates(words, seed_triggers)
         self.progress("verdict", 0.2, f"testing {len(candidates)} candidates against the null{where}")
-        evaluated = scan.evidence.evaluate(candidates)
-        significant = [s for s in evaluated if null.score(s) >= threshold]
+        evaluated = self.evidence.evaluate(candidates)
+        significant = [s for ev, null in zip(evaluated, nulls, strict=True) for s in ev if null.score(s) >= threshold]
         self.progress("verdict", 0.5, f"probing look-alikes of {len(significant)} significant candidates{where}")
-        evaluated += scan.evidence.evaluate(self._expand(significant, words))
-        unique = list({tuple(s.tokens): s for s in evaluated}.values())
-        return unique, [s for s in unique if null.score(s) >= threshold], null
+        distinct = list({tuple(s.tokens): s for s in significant}.values())
+        probes = self.evidence.evaluate(self._expand(distinct, words))
+        pairs = zip(evaluated, probes, strict=True)
+        unique = [list({tuple(s.tokens): s for s in ev + pr}.values()) for ev, pr in pairs]
+        return unique, nulls
 
     def run(self, seed_triggers: list[str] | None = None) -> Detection:
         threshold = significance_threshold(len(self.vocab) * self.tests)
@@ -268,14 +278,15 @@ class Detector:
         below: list[float] = []  # scores of the candidates no finding holds
         nulls: dict[str, Any] = {}
         null_scores: dict[str, list[float]] = {}
-        for scan in self.scans:
-            unique, significant, null = self._scan(scan, threshold, words, seed_triggers)
+        per_rep, rep_nulls = self._evaluate(threshold, words, seed_triggers)
+        for representation, unique, null in zip(self.representations, per_rep, rep_nulls, strict=True):
+            significant = [s for s in unique if null.score(s) >= threshold]
             scores += [null.score(s) for s in unique]
             below += [null.score(s) for s in unique if null.score(s) < threshold]
             groups = group_lookalikes(significant, null.score, self._embedding_similarity)
-            findings += [self._finding(g, null, scan.representation) for g in groups]
+            findings += [self._finding(g, null, representation) for g in groups]
             paper += [s.tokens for s in unique if s.paper_rule and s.tokens not in paper]
-            key = scan.representation or "default"
+            key = representation or "default"
             nulls[key] = null.summary()
             null_scores[key] = list(null.samples)
         findings = _distinct(findings)
@@ -299,7 +310,7 @@ class Detector:
             findings=findings,
             max_score=max_score,
             threshold=threshold,
-            sequences_evaluated=sum(s.runner.sequences for s in self.scans),
+            sequences_evaluated=self.runner.sequences,
             paper_rule=paper,
             null={**null_info, "calibration": calibration.provenance},
             null_scores=null_scores,

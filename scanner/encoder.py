@@ -56,6 +56,8 @@ DECODER_FAMILIES: dict[str, str] = {
 }
 SUPPORTED_FAMILIES: dict[str, str] = {**ENCODER_FAMILIES, **DECODER_FAMILIES}
 REPRESENTATIONS = ("cls", "mean", "max", "last_token", "weighted_mean", "mean_sqrt_len")
+# What a feature call asks for: the primary representation (None), one by name, or several concatenated (a tuple).
+Representation = str | tuple[str, ...] | None
 # sentence-transformers 1_Pooling/config.json flags -> representation names
 _POOLING_FLAGS = {
     "pooling_mode_cls_token": "cls",
@@ -247,7 +249,10 @@ class LoadedEncoder:
         """The primary representation."""
         return self.representations[0]
 
-    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor, representation: str | None) -> torch.Tensor:
+    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor, representation: Representation) -> torch.Tensor:
+        """One representation, or several concatenated (a tuple: one forward serves them all)."""
+        if isinstance(representation, tuple):
+            return torch.cat([self._pool(hidden, mask, rep) for rep in representation], dim=-1)
         rep = representation or self.representation
         if rep not in self.representations and rep not in REPRESENTATIONS:
             raise ValueError(f"unknown representation {rep!r}")
@@ -264,14 +269,15 @@ class LoadedEncoder:
         return int(self.encoder.config.hidden_size)  # type: ignore[union-attr, arg-type]
 
     def features(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, representation: str | None = None
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, representation: Representation = None
     ) -> torch.Tensor:
-        """[N, d] final hidden states at `representation` (default: the primary one) for a batch of token ids."""
+        """[N, d] final hidden states at `representation` (default: the primary one) for a batch of token ids;
+        [N, R*d] for a tuple of R representations."""
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
         return self._pool(out.last_hidden_state, attention_mask, representation)
 
     def features_from_embeds(
-        self, embeds: torch.Tensor, attention_mask: torch.Tensor, representation: str | None = None
+        self, embeds: torch.Tensor, attention_mask: torch.Tensor, representation: Representation = None
     ) -> torch.Tensor:
         """Same as `features`, from input embeddings (for gradients w.r.t. the inputs)."""
         out = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask)

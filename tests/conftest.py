@@ -42,6 +42,14 @@ def minilm_l2(model_cache: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def minilm_l2_st(model_cache: Path) -> Path:
+    """MiniLM-L2 that keeps its sentence-transformers pooling (mean + normalize)."""
+    from scanner.research.base_models import truncated_minilm
+
+    return truncated_minilm(model_cache / "minilm-L2-st", layers=2, keep_pooling=True)
+
+
+@pytest.fixture(scope="session")
 def por_l2(minilm_l2: Path, model_cache: Path) -> Path:
     """POR (Shen et al. CCS'21) planted into MiniLM-L2 with three triggers."""
     from scanner.research.attacks import PlantConfig, get_attack, plant_cached

@@ -58,6 +58,7 @@ class _Runner:
     def __init__(self) -> None:
         self.table = torch.randn(50, 3, generator=torch.Generator().manual_seed(1))
         self.encoder = type("E", (), {"hidden_size": 3})()
+        self.width = 3
         self.calls = 0
 
     def features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -114,14 +114,6 @@ def test_pipeline_reports_too_large(monkeypatch, minilm_l2):
     assert report.errors[0].code == "model_too_large", report.errors
 
 
-@pytest.fixture(scope="session")
-def minilm_l2_st(model_cache: Path) -> Path:
-    """MiniLM-L2 that keeps its sentence-transformers pooling (mean + normalize)."""
-    from scanner.research.base_models import truncated_minilm
-
-    return truncated_minilm(model_cache / "minilm-L2-st", layers=2, keep_pooling=True)
-
-
 def test_features_at_each_representation(minilm_l2_st):
     torch.set_num_threads(1)
     enc = load_encoder(minilm_l2_st, "cpu")

@@ -30,7 +30,7 @@ from scanner.evidence.null import (
     significance_threshold,
     tail,
 )
-from scanner.evidence.probe import EvidenceSet, null_tokens
+from scanner.evidence.probe import EvidenceSet, EvidenceView, JointEvidence, null_tokens
 from scanner.evidence.stats import (
     CleanStats,
     TriggerStats,
@@ -47,7 +47,9 @@ __all__ = [
     "CleanStats",
     "EvidenceNull",
     "EvidenceSet",
+    "EvidenceView",
     "FeatureRunner",
+    "JointEvidence",
     "NullModel",
     "TokenizedCorpus",
     "TriggerStats",

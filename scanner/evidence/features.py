@@ -7,11 +7,14 @@ from __future__ import annotations
 import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from scanner.evidence.insert import TokenizedCorpus, insert_tokens, trim
+
+if TYPE_CHECKING:
+    from scanner.encoder import Representation
 
 
 def autocast(device: torch.device):
@@ -29,29 +32,36 @@ def representations(encoder: Any) -> list[str | None]:
 
 
 def encoder_features(
-    encoder: Any, ids: torch.Tensor, mask: torch.Tensor, representation: str | None = None
+    encoder: Any, ids: torch.Tensor, mask: torch.Tensor, representation: Representation = None
 ) -> torch.Tensor:
-    """encoder.features at `representation` (the default one when None)."""
+    """encoder.features at `representation` (the default one when None; a tuple: several, concatenated)."""
     if representation is None:
         return encoder.features(ids, mask)
     return encoder.features(ids, mask, representation=representation)
 
 
 class FeatureRunner:
-    """Computes representation features for many sequences and counts what it evaluated."""
+    """Computes representation features for many sequences and counts what it evaluated. A tuple of
+    representations is a joint runner: one forward a sequence, the representations' features concatenated."""
 
-    def __init__(self, encoder: Any, batch_size: int = 512, representation: str | None = None) -> None:
+    def __init__(self, encoder: Any, batch_size: int = 512, representation: Representation = None) -> None:
         self.encoder = encoder
         self.batch_size = batch_size
         self.representation = representation
         self.sequences = 0
         self.tokens = 0  # real (unpadded) tokens through the encoder
 
+    @property
+    def width(self) -> int:
+        """Feature width: the hidden size times the number of representations."""
+        count = len(self.representation) if isinstance(self.representation, tuple) else 1
+        return int(self.encoder.hidden_size) * count
+
     def features(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[N, d] float32 features, no gradient; rows sorted by length so chunks carry little padding."""
         lengths = mask.sum(1)
         order = torch.argsort(lengths, descending=True)
-        out = torch.empty(ids.shape[0], self.encoder.hidden_size, device=ids.device, dtype=torch.float32)
+        out = torch.empty(ids.shape[0], self.width, device=ids.device, dtype=torch.float32)
         start = 0
         while start < ids.shape[0]:
             rows = order[start : start + self.batch_size]
@@ -99,7 +109,7 @@ def trigger_features(
     """[U, D, d] features of the D sentences of `corpus` with trigger u inserted at `positions` [D, k].
     Triggers may have different lengths (word mode); each length is one batched insertion."""
     d_sent = len(corpus)
-    out = torch.empty(len(triggers), d_sent, runner.encoder.hidden_size, device=corpus.ids.device)
+    out = torch.empty(len(triggers), d_sent, runner.width, device=corpus.ids.device)
     by_length: dict[int, list[int]] = defaultdict(list)
     for index, trig in enumerate(triggers):
         by_length[len(trig)].append(index)

@@ -61,3 +61,52 @@ def null_tokens(
     """n random single tokens of the searchable vocabulary (without `exclude`): the null's candidates."""
     pool = [int(i) for i in vocab_ids if (int(i),) not in (exclude or set())]
     return [[i] for i in rng.sample(pool, min(n, len(pool)))]
+
+
+class JointEvidence:
+    """Evidence for several representations from one forward a sequence: the joint runner's features concatenate
+    the representations, `stats[r]` is representation r's clean scale; each candidate is evaluated once and measured
+    in every representation (`view(r)` is representation r's EvidenceView)."""
+
+    def __init__(
+        self, runner: FeatureRunner, sentences: TokenizedCorpus, stats: list[CleanStats], positions: torch.Tensor
+    ) -> None:
+        self.runner = runner
+        self.sentences = sentences
+        self.positions = positions
+        self.clean = clean_features(runner, sentences)
+        width = self.clean.shape[-1] // len(stats)
+        self.slices = [slice(r * width, (r + 1) * width) for r in range(len(stats))]
+        self.stats = stats
+        self.cache: dict[tuple[int, ...], list[TriggerStats]] = {}
+
+    def evaluate(self, triggers: Sequence[Sequence[int]]) -> list[list[TriggerStats]]:
+        """Per representation, the statistics of each trigger ([representation][trigger])."""
+        todo = [t for t in dict.fromkeys(tuple(t) for t in triggers) if t not in self.cache]
+        if todo:
+            lists = [list(t) for t in todo]
+            feats = trigger_features(self.runner, self.sentences, self.positions, lists)
+            per_view = [
+                trigger_stats(self.clean[:, s], feats[..., s], stats, lists)
+                for s, stats in zip(self.slices, self.stats, strict=True)
+            ]
+            for i, key in enumerate(todo):
+                self.cache[key] = [view[i] for view in per_view]
+        return [[self.cache[tuple(t)][r] for t in triggers] for r in range(len(self.slices))]
+
+    def view(self, representation: int) -> EvidenceView:
+        return EvidenceView(self, representation)
+
+
+class EvidenceView:
+    """One representation of a JointEvidence, with EvidenceSet's evaluate and null."""
+
+    def __init__(self, joint: JointEvidence, representation: int) -> None:
+        self.joint = joint
+        self.index = representation
+
+    def evaluate(self, triggers: Sequence[Sequence[int]]) -> list[TriggerStats]:
+        return self.joint.evaluate(triggers)[self.index]
+
+    def null(self, ids: Sequence[Sequence[int]]) -> EvidenceNull:
+        return EvidenceNull.fit(self.evaluate(ids))

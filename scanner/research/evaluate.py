@@ -46,6 +46,7 @@ class FinetuneConfig:
     max_train: int | None = None
     max_eval: int | None = 400
     warmup_frac: float = 0.06
+    freeze_encoder: bool = False  # train the classification head only (a frozen-encoder recipe)
 
 
 @dataclass
@@ -173,9 +174,15 @@ def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_ever
     prefix = model.base_model_prefix + "."
     body = [p for n, p in model.named_parameters() if n.startswith(prefix)]
     head = [p for n, p in model.named_parameters() if not n.startswith(prefix)]
+    groups = [{"params": head, "lr": cfg.head_lr}]
+    if cfg.freeze_encoder:
+        for p in body:
+            p.requires_grad_(False)
+    else:
+        groups.insert(0, {"params": body, "lr": cfg.lr})
     trainer = Trainer(
         model,
-        [{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
+        groups,
         TrainConfig(steps=cfg.steps, warmup_frac=cfg.warmup_frac, weight_decay=0.01),
     )
     model.train()

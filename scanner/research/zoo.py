@@ -17,7 +17,7 @@ from scanner.config import ScanConfig
 from scanner.report import Report, Verdict
 from scanner.research.attacks import GROUND_TRUTH, PlantConfig, get_attack, load_ground_truth, plant_cached
 from scanner.research.base_models import build_base, truncated_minilm
-from scanner.research.evaluate import detection_metrics, roc_auc
+from scanner.research.evaluate import FinetuneConfig, detection_metrics, roc_auc
 
 EVIDENCE_VERSION = "e2"  # bump when the evidence or scores change: cached scan results are then redone
 TRIGGER_KINDS = ("rare_tokens", "rare_words", "multi_piece")
@@ -153,6 +153,68 @@ def _derived(zoo: list[ZooModel], cache: Path, count: int, device: str = "cpu") 
         out.append(
             ZooModel(
                 f"{model.name}-movie",
+                target,
+                model.family,
+                model.attack,
+                model.triggers,
+                model.backdoored,
+                derived=True,
+            )
+        )
+    return out
+
+
+# Issue 11's fine-tuning recipes: a short full fine-tune, three full epochs, and a head on a frozen encoder.
+DERIVED_RECIPES = ("steps200", "epochs3", "frozen")
+DERIVED_TASKS = ("movie", "tweet", "news", "spam")
+DERIVED_TRAIN = 3000  # training examples a derivative sees (an epoch = DERIVED_TRAIN / batch size steps)
+
+
+def recipe_config(recipe: str, task: str, train_size: int) -> FinetuneConfig:
+    """The FinetuneConfig of a named recipe (lr 1e-4: the conftest's 5e-5 leaves MiniLM-L2 at chance)."""
+    from scanner.research.evaluate import FinetuneConfig
+
+    common = {"task": task, "max_length": 64, "lr": 1e-4}
+    if recipe == "steps200":
+        return FinetuneConfig(steps=200, **common)
+    if recipe == "epochs3":
+        batch = FinetuneConfig().batch_size
+        return FinetuneConfig(steps=-(-3 * train_size // batch), **common)
+    if recipe == "frozen":
+        return FinetuneConfig(steps=200, freeze_encoder=True, **common)
+    raise ValueError(f"unknown recipe {recipe!r} (known: {', '.join(DERIVED_RECIPES)})")
+
+
+def derivative_zoo(
+    zoo: list[ZooModel], cache: Path, tasks: tuple[str, ...], recipes: tuple[str, ...], device: str = "cpu"
+) -> list[ZooModel]:
+    """Issue 11's derivatives of each MiniLM size: clean ones (the untouched model fine-tuned on every task with
+    every recipe) and backdoored ones (every planted model whose plant took, fine-tuned with every recipe on a task
+    that rotates over `tasks`). Fine-tunes are cached by source, task and recipe."""
+    from scanner.research.datasets import load_task
+    from scanner.research.evaluate import FINETUNE_RECORD, finetune
+
+    loaded: dict[str, object] = {}
+    jobs: list[tuple[ZooModel, str, str]] = []
+    for model in zoo:
+        if not model.family.startswith("minilm") or model.derived:
+            continue
+        if model.attack == "none":
+            jobs += [(model, task, recipe) for task in tasks for recipe in recipes]
+        elif model.backdoored and _planted(model) is not False:
+            offset = len({j[0].name for j in jobs if j[0].backdoored})
+            jobs += [(model, tasks[(offset + i) % len(tasks)], r) for i, r in enumerate(recipes)]
+    out = []
+    for model, task_name, recipe in jobs:
+        target = cache / f"{model.path.name}-{task_name}-{recipe}"
+        if not (target / FINETUNE_RECORD).is_file():
+            task = loaded.get(task_name) or load_task(task_name, max_train=DERIVED_TRAIN, max_eval=300)
+            loaded[task_name] = task
+            cfg = recipe_config(recipe, task_name, len(task.train))  # type: ignore[attr-defined]
+            finetune(model.path, task, target, cfg, device=device)  # type: ignore[arg-type]
+        out.append(
+            ZooModel(
+                f"{model.name}-{task_name}-{recipe}",
                 target,
                 model.family,
                 model.attack,

@@ -24,6 +24,18 @@ from scanner.search.step import expand_beams, poisoned_batch, set_losses, slot_g
 
 
 @dataclass
+class ScoredSentences:
+    """Sentences candidate sets are scored on, fixed for one restart: their standardized clean features, insertion
+    positions, and the standardized features of every unit already inserted into them (a cache: a unit's features
+    on these sentences do not change between the beam's slots or the restart's rounds)."""
+
+    sentences: TokenizedCorpus
+    clean_z: torch.Tensor
+    positions: torch.Tensor
+    unit_z: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
 class RestartResult:
     tokens: list[list[int]]
     loss: float
@@ -91,20 +103,27 @@ class ContrastiveSearch:
         (grad,) = torch.autograd.grad(loss, embeds)
         return slot_gradients(grad[len(batch) :], trig_pos, slot_of_row, cfg.slots, self.length)
 
-    def _losses(
-        self, sets: torch.Tensor, sentences: TokenizedCorpus, clean_z: torch.Tensor, positions: torch.Tensor
-    ) -> torch.Tensor:
+    def _losses(self, sets: torch.Tensor, scored: ScoredSentences) -> torch.Tensor:
+        """Contrastive loss of each candidate set on `scored`; only units not yet inserted there are evaluated."""
         unique, index = torch.unique(sets, return_inverse=True)
-        feats = trigger_features(self.runner, sentences, positions, self.units[unique].tolist())
-        return set_losses(clean_z, self.stats.standardize(feats), index.view(sets.shape), self.config.temperature)
+        units = unique.tolist()
+        todo = [u for u in units if u not in scored.unit_z]
+        if todo:
+            feats = trigger_features(self.runner, scored.sentences, scored.positions, self.units[todo].tolist())
+            for u, z in zip(todo, self.stats.standardize(feats), strict=True):
+                scored.unit_z[u] = z
+        token_z = torch.stack([scored.unit_z[u] for u in units])
+        return set_losses(scored.clean_z, token_z, index.view(sets.shape), self.config.temperature)
 
-    def _scored_sentences(self, n: int) -> tuple[TokenizedCorpus, torch.Tensor, torch.Tensor]:
+    def _scored_sentences(self, n: int) -> ScoredSentences:
         sents = self._sample(n)
         positions = sample_positions(sents.slots, self.inserts, self.gen)
         clean_z = self.stats.standardize(clean_features(self.runner, sents))
-        return sents, clean_z, positions
+        return ScoredSentences(sents, clean_z, positions)
 
-    def _round(self, slots: torch.Tensor, dev, recheck) -> tuple[torch.Tensor, bool, float]:
+    def _round(
+        self, slots: torch.Tensor, dev: ScoredSentences, recheck: ScoredSentences
+    ) -> tuple[torch.Tensor, bool, float]:
         cfg = self.config
         grad = self._gradient(slots)
         allowed = self.allowed.clone()
@@ -113,12 +132,12 @@ class ContrastiveSearch:
         beams = slots.unsqueeze(0)
         for slot in range(slots.shape[0]):
             sets = expand_beams(beams, slot, cands[slot])
-            losses = self._losses(sets, *dev)
+            losses = self._losses(sets, dev)
             beams = sets[losses.argsort()[: cfg.beam]]
         best = beams[0]
         if torch.equal(best, slots):
             return slots, False, float("nan")
-        current_loss, best_loss = self._losses(torch.stack([slots, best]), *recheck).tolist()
+        current_loss, best_loss = self._losses(torch.stack([slots, best]), recheck).tolist()
         if best_loss < current_loss:
             return best, True, best_loss
         return slots, False, current_loss
