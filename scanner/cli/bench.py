@@ -60,6 +60,24 @@ def bench() -> None:
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="Rows of an earlier detection.json (a part of the zoo run elsewhere) to score with; repeatable.",
 )
+@click.option(
+    "--derived-tasks",
+    default="",
+    help="Issue 11's derivative zoo: tasks (comma list of movie,tweet,news,spam) every untouched MiniLM is fine-tuned "
+    "on with every recipe, and the planted ones with every recipe on a rotating task; empty for none.",
+)
+@click.option(
+    "--derived-recipes",
+    default="steps200,epochs3,frozen",
+    show_default=True,
+    help="Fine-tuning recipes of the derivative zoo: steps200 (200 full steps), epochs3, frozen (head only).",
+)
+@click.option(
+    "--controls/--no-controls",
+    default=True,
+    show_default=True,
+    help="A clean control planted beside every backdoored model (off: the untouched base is the clean model).",
+)
 @click.option("--device", default="cpu", show_default=True, help="Where planting and fine-tuning run (cpu, cuda).")
 def bench_detect(
     families: str,
@@ -72,6 +90,9 @@ def bench_detect(
     cache: Path,
     include: tuple[Path, ...],
     merge: tuple[Path, ...],
+    derived_tasks: str,
+    derived_recipes: str,
+    controls: bool,
     device: str,
 ) -> int:
     """Build a zoo of backdoored and clean models, scan them all, write detection.json and detection.md."""
@@ -94,6 +115,9 @@ def bench_detect(
         include=list(include),
         merge=list(merge),
         device=device,
+        derived_tasks=tuple(t for t in derived_tasks.split(",") if t),
+        derived_recipes=tuple(r for r in derived_recipes.split(",") if r),
+        controls=controls,
     )
     click.echo((out / "detection.md").read_text())
     overall = summary["overall"]

@@ -19,7 +19,7 @@ from scanner.research.attacks import GROUND_TRUTH, PlantConfig, get_attack, load
 from scanner.research.base_models import build_base, truncated_minilm
 from scanner.research.evaluate import FinetuneConfig, detection_metrics, roc_auc
 
-EVIDENCE_VERSION = "e2"  # bump when the evidence or scores change: cached scan results are then redone
+EVIDENCE_VERSION = "e4"  # bump when the evidence or scores change: cached scan results are then redone
 TRIGGER_KINDS = ("rare_tokens", "rare_words", "multi_piece")
 MINILM_TRIGGERS = {
     "rare_tokens": ("cf", "mn", "bb"),
@@ -105,8 +105,10 @@ def build_zoo(
     tiny_steps: int = 150,
     minilm_steps: int = 200,
     device: str = "cpu",
+    controls: bool = True,
 ) -> list[ZooModel]:
-    """Plant (or reuse) every zoo model. Each backdoored model gets a clean control of the same procedure."""
+    """Plant (or reuse) every zoo model. Each backdoored model gets a clean control of the same procedure (unless
+    `controls` is off: then the untouched base is each family's only clean model)."""
     from transformers import AutoTokenizer
 
     zoo: list[ZooModel] = []
@@ -124,6 +126,8 @@ def build_zoo(
                 triggers = MINILM_TRIGGERS[kind] if minilm else _words_for(tok, kind, 2, seed * 10 + i)
                 path = _plant(base, attack, triggers, seed, cache, steps, lr, device)
                 zoo.append(ZooModel(f"{fam}-{attack}-{kind}-s{seed}", path, fam, attack, triggers, True))
+                if not controls:
+                    continue
                 control = _plant(base, "clean", (), seed * 100 + i, cache, steps, lr, device)
                 zoo.append(ZooModel(f"{fam}-clean-s{seed}-{i}", control, fam, "clean", (), False))
         zoo.append(ZooModel(f"{fam}-untouched", base, fam, "none", (), False))
@@ -172,16 +176,15 @@ DERIVED_TRAIN = 3000  # training examples a derivative sees (an epoch = DERIVED_
 
 def recipe_config(recipe: str, task: str, train_size: int) -> FinetuneConfig:
     """The FinetuneConfig of a named recipe (lr 1e-4: the conftest's 5e-5 leaves MiniLM-L2 at chance)."""
-    from scanner.research.evaluate import FinetuneConfig
+    from dataclasses import replace
 
-    common = {"task": task, "max_length": 64, "lr": 1e-4}
+    base = FinetuneConfig(task=task, steps=200, max_length=64, lr=1e-4)
     if recipe == "steps200":
-        return FinetuneConfig(steps=200, **common)
+        return base
     if recipe == "epochs3":
-        batch = FinetuneConfig().batch_size
-        return FinetuneConfig(steps=-(-3 * train_size // batch), **common)
+        return replace(base, steps=-(-3 * train_size // base.batch_size))
     if recipe == "frozen":
-        return FinetuneConfig(steps=200, freeze_encoder=True, **common)
+        return replace(base, freeze_encoder=True)
     raise ValueError(f"unknown recipe {recipe!r} (known: {', '.join(DERIVED_RECIPES)})")
 
 
@@ -459,11 +462,16 @@ def run_bench(
     include: list[Path] | None = None,
     merge: list[Path] | None = None,
     device: str = "cpu",
+    derived_tasks: tuple[str, ...] = (),
+    derived_recipes: tuple[str, ...] = DERIVED_RECIPES,
+    controls: bool = True,
 ) -> dict:
     """Build, scan, score; write detection.json and detection.md under out_dir. Rows of `merge` files (earlier
     detection.json) join the table; models of the same name are taken from the newest source."""
     t0 = time.time()
-    zoo = build_zoo(cache, families, attacks, seeds, minilm_layers, derived, device=device)
+    zoo = build_zoo(cache, families, attacks, seeds, minilm_layers, derived, device=device, controls=controls)
+    if derived_tasks:
+        zoo += derivative_zoo(zoo, cache, derived_tasks, derived_recipes, device)
     zoo += included_models(include or [])
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / "detection.partial.json"  # the rows so far: an interrupted run still leaves its results
