@@ -64,8 +64,30 @@ def serve(host: str, port: int, workers: int, log_level: str) -> None:
 @click.option("--beat/--no-beat", "-B", default=False, help="Also run the beat scheduler (single-machine setups).")
 @click.option("--hostname", "-n", default=None, help="Worker node name (default patronus@<host>).")
 @click.option("--loglevel", "-l", default="INFO", show_default=True)
-def worker(queues: str | None, pool: str, concurrency: int, beat: bool, hostname: str | None, loglevel: str) -> None:
+@click.option(
+    "--gpus",
+    default=None,
+    help="One worker process per GPU, each pinned to its device: all, a count, or a comma list of indices.",
+)
+def worker(
+    queues: str | None, pool: str, concurrency: int, beat: bool, hostname: str | None, loglevel: str, gpus: str | None
+) -> None:
     """Run a Celery worker for scans (gpu queue) and discovery (default queue)."""
+    if gpus is not None:
+        from scanner.cli.gpus import parse_gpus, plan, supervise, visible_gpus
+
+        if beat:  # one scheduler a deployment, not one a GPU
+            raise click.BadParameter("run beat separately (`patronus beat`) with --gpus", param_hint="--beat")
+        try:
+            devices = parse_gpus(gpus, visible_gpus())
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--gpus") from None
+        children = plan(devices, hostname)
+        click.echo(f"patronus: {len(children)} worker(s): " + ", ".join(w.hostname for w in children), err=True)
+        args = [f"--pool={pool}", f"--concurrency={concurrency}", f"--loglevel={loglevel}"]
+        if queues:
+            args.append(f"--queues={queues}")
+        raise SystemExit(supervise(children, args))
     settings = _settings()
     _auto_migrate(settings)
     from tasks.app import app
