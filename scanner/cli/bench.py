@@ -73,6 +73,14 @@ def bench() -> None:
     help="Fine-tuning recipes of the derivative zoo: steps200 (200 full steps), epochs3, frozen (head only).",
 )
 @click.option(
+    "--derived-tasks-per-source",
+    "tasks_per_source",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Tasks each planted model is fine-tuned on (with every recipe) in the derivative zoo.",
+)
+@click.option(
     "--controls/--no-controls",
     default=True,
     show_default=True,
@@ -93,6 +101,7 @@ def bench_detect(
     derived_tasks: str,
     derived_recipes: str,
     controls: bool,
+    tasks_per_source: int,
     device: str,
 ) -> int:
     """Build a zoo of backdoored and clean models, scan them all, write detection.json and detection.md."""
@@ -118,6 +127,7 @@ def bench_detect(
         derived_tasks=tuple(t for t in derived_tasks.split(",") if t),
         derived_recipes=tuple(r for r in derived_recipes.split(",") if r),
         controls=controls,
+        tasks_per_source=tasks_per_source,
     )
     click.echo((out / "detection.md").read_text())
     overall = summary["overall"]

@@ -189,11 +189,16 @@ def recipe_config(recipe: str, task: str, train_size: int) -> FinetuneConfig:
 
 
 def derivative_zoo(
-    zoo: list[ZooModel], cache: Path, tasks: tuple[str, ...], recipes: tuple[str, ...], device: str = "cpu"
+    zoo: list[ZooModel],
+    cache: Path,
+    tasks: tuple[str, ...],
+    recipes: tuple[str, ...],
+    device: str = "cpu",
+    tasks_per_source: int = 1,
 ) -> list[ZooModel]:
     """Issue 11's derivatives of each MiniLM size: clean ones (the untouched model fine-tuned on every task with
-    every recipe) and backdoored ones (every planted model whose plant took, fine-tuned with every recipe on a task
-    that rotates over `tasks`). Fine-tunes are cached by source, task and recipe."""
+    every recipe) and backdoored ones (every planted model whose plant took, fine-tuned with every recipe on
+    `tasks_per_source` tasks that rotate over `tasks`). Fine-tunes are cached by source, task and recipe."""
     from scanner.research.datasets import load_task
     from scanner.research.evaluate import FINETUNE_RECORD, finetune
 
@@ -206,7 +211,11 @@ def derivative_zoo(
             jobs += [(model, task, recipe) for task in tasks for recipe in recipes]
         elif model.backdoored and _planted(model) is not False:
             offset = len({j[0].name for j in jobs if j[0].backdoored})
-            jobs += [(model, tasks[(offset + i) % len(tasks)], r) for i, r in enumerate(recipes)]
+            jobs += [
+                (model, tasks[(offset + i + k) % len(tasks)], r)
+                for k in range(tasks_per_source)
+                for i, r in enumerate(recipes)
+            ]
     out = []
     for model, task_name, recipe in jobs:
         target = cache / f"{model.path.name}-{task_name}-{recipe}"
@@ -465,13 +474,14 @@ def run_bench(
     derived_tasks: tuple[str, ...] = (),
     derived_recipes: tuple[str, ...] = DERIVED_RECIPES,
     controls: bool = True,
+    tasks_per_source: int = 1,
 ) -> dict:
     """Build, scan, score; write detection.json and detection.md under out_dir. Rows of `merge` files (earlier
     detection.json) join the table; models of the same name are taken from the newest source."""
     t0 = time.time()
     zoo = build_zoo(cache, families, attacks, seeds, minilm_layers, derived, device=device, controls=controls)
     if derived_tasks:
-        zoo += derivative_zoo(zoo, cache, derived_tasks, derived_recipes, device)
+        zoo += derivative_zoo(zoo, cache, derived_tasks, derived_recipes, device, tasks_per_source)
     zoo += included_models(include or [])
     out_dir.mkdir(parents=True, exist_ok=True)
     partial = out_dir / "detection.partial.json"  # the rows so far: an interrupted run still leaves its results
