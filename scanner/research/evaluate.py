@@ -172,8 +172,11 @@ def train_classifier(base: Path | str, task: Task, cfg: FinetuneConfig, log_ever
         model.config.pad_token_id = tok.pad_token_id  # type: ignore[attr-defined]
     model.to(device)
     prefix = model.base_model_prefix + "."
-    body = [p for n, p in model.named_parameters() if n.startswith(prefix)]
-    head = [p for n, p in model.named_parameters() if not n.startswith(prefix)]
+    # A frozen-encoder recipe trains the pooler with the head: a frozen pooler over a sentence-embedding model's
+    # [CLS] state gives near-constant features and a head stuck at chance (measured: spam CACC 0.39, news 0.23).
+    trained_with_head = (prefix + "pooler.",) if cfg.freeze_encoder else ()
+    body = [p for n, p in model.named_parameters() if n.startswith(prefix) and not n.startswith(trained_with_head)]
+    head = [p for n, p in model.named_parameters() if not n.startswith(prefix) or n.startswith(trained_with_head)]
     groups = [{"params": head, "lr": cfg.head_lr}]
     if cfg.freeze_encoder:
         for p in body:

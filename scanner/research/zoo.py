@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -183,9 +184,36 @@ def recipe_config(recipe: str, task: str, train_size: int) -> FinetuneConfig:
         return base
     if recipe == "epochs3":
         return replace(base, steps=-(-3 * train_size // base.batch_size))
-    if recipe == "frozen":
-        return replace(base, freeze_encoder=True)
+    if recipe == "frozen":  # head (and pooler) only: cheap steps, so more of them at a higher head lr
+        return replace(base, steps=400, head_lr=3e-3, freeze_encoder=True)
     raise ValueError(f"unknown recipe {recipe!r} (known: {', '.join(DERIVED_RECIPES)})")
+
+
+def derivative_jobs(
+    zoo: list[ZooModel],
+    tasks: tuple[str, ...],
+    recipes: tuple[str, ...],
+    tasks_per_source: int = 1,
+    took: Callable[[ZooModel], bool] | None = None,
+) -> list[tuple[ZooModel, str, str]]:
+    """The (source, task, recipe) fine-tunes of the derivative zoo: every task x recipe of each untouched MiniLM, and
+    for each backdoored MiniLM whose plant took (`took`, default: its plant record) every recipe on
+    `tasks_per_source` tasks rotating over `tasks`, so the backdoored sources together cover every task."""
+    took = took or (lambda m: _planted(m) is not False)
+    jobs: list[tuple[ZooModel, str, str]] = []
+    for model in zoo:
+        if not model.family.startswith("minilm") or model.derived:
+            continue
+        if model.attack == "none":
+            jobs += [(model, task, recipe) for task in tasks for recipe in recipes]
+        elif model.backdoored and took(model):
+            offset = len({j[0].name for j in jobs if j[0].backdoored})
+            jobs += [
+                (model, tasks[(offset + i + k) % len(tasks)], r)
+                for k in range(tasks_per_source)
+                for i, r in enumerate(recipes)
+            ]
+    return jobs
 
 
 def derivative_zoo(
@@ -203,21 +231,8 @@ def derivative_zoo(
     from scanner.research.evaluate import FINETUNE_RECORD, finetune
 
     loaded: dict[str, object] = {}
-    jobs: list[tuple[ZooModel, str, str]] = []
-    for model in zoo:
-        if not model.family.startswith("minilm") or model.derived:
-            continue
-        if model.attack == "none":
-            jobs += [(model, task, recipe) for task in tasks for recipe in recipes]
-        elif model.backdoored and _planted(model) is not False:
-            offset = len({j[0].name for j in jobs if j[0].backdoored})
-            jobs += [
-                (model, tasks[(offset + i + k) % len(tasks)], r)
-                for k in range(tasks_per_source)
-                for i, r in enumerate(recipes)
-            ]
     out = []
-    for model, task_name, recipe in jobs:
+    for model, task_name, recipe in derivative_jobs(zoo, tasks, recipes, tasks_per_source):
         target = cache / f"{model.path.name}-{task_name}-{recipe}"
         if not (target / FINETUNE_RECORD).is_file():
             task = loaded.get(task_name) or load_task(task_name, max_train=DERIVED_TRAIN, max_eval=300)
