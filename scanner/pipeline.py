@@ -18,7 +18,7 @@ from scanner.config import ScanConfig
 from scanner.encoder import LoadedEncoder, RemoteCodeRequired, UnsupportedArchitecture, load_encoder, read_config
 from scanner.errors import NothingScannableError, PatronusError
 from scanner.fetch import ModelRef, Snapshot, fetch_for
-from scanner.progress import Progress, silent
+from scanner.progress import Progress, StageClock, silent
 from scanner.report import (
     FileStatus,
     ModelInfo,
@@ -165,6 +165,7 @@ def scan(
     evidence: each finding scored in the base, and what does not fire there is a task feature."""
     config = config or ScanConfig()
     started, t0 = _now(), time.monotonic()
+    progress = clock = StageClock(progress)
     report = Report(model=ModelInfo(source="local", id=str(target)))
     report.scan = ScanInfo(started=started, profile=config.profile, seed=config.seed, config=config.identity())
     try:
@@ -200,6 +201,7 @@ def scan(
     finalize(report)
     report.scan.finished = _now()
     report.scan.seconds = round(time.monotonic() - t0, 3)
+    report.scan.stage_seconds = clock.stop()
     progress("report", 1.0, f"verdict {report.verdict.value}")
     return report
 

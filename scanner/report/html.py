@@ -254,6 +254,7 @@ def _scan_rows(report: Report) -> list[tuple[str, str]]:
         ("Started", scan.started or "n/a"),
         ("Finished", scan.finished or "n/a"),
         ("Duration", fmt_seconds(scan.seconds)),
+        ("Time by stage", ", ".join(f"{k} {fmt_seconds(v)}" for k, v in scan.stage_seconds.items()) or "n/a"),
         ("Sequences evaluated", f"{scan.sequences_evaluated:,}"),
         ("Peak memory", fmt_bytes(scan.peak_memory_bytes)),
         ("Report schema", report.schema),
