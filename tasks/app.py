@@ -118,9 +118,11 @@ def sender_for(settings: Settings):
 @app.task(bind=True, name=SCAN, max_retries=None, acks_late=True)
 def scan_task(self, scan_id: int) -> dict[str, Any]:
     """Scan one queued scan row (see tasks.scan.run_scan)."""
+    from tasks.prefetch import PREFETCHER
     from tasks.scan import run_scan
 
-    outcome = run_scan(context(), scan_id)
+    ctx = context()
+    outcome = run_scan(ctx, scan_id, on_claimed=lambda: PREFETCHER.kick(ctx, scan_id))
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
     return {"scan_id": scan_id, "status": outcome.status, "detail": outcome.detail}

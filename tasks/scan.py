@@ -13,6 +13,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -51,11 +52,14 @@ class ScanTimeout(BaseException):
 # --------------------------------------------------------------------------------------------------- entry point
 
 
-def run_scan(ctx: TaskContext, scan_id: int) -> Outcome:
-    """Run one delivery of the scan task for `scan_id`."""
+def run_scan(ctx: TaskContext, scan_id: int, on_claimed: Callable[[], object] | None = None) -> Outcome:
+    """Run one delivery of the scan task for `scan_id`; `on_claimed` runs once this worker holds the row (the
+    worker starts its download-ahead there: tasks.prefetch)."""
     claimed = lifecycle.claim(ctx, scan_id)
     if isinstance(claimed, Outcome):
         return claimed
+    if on_claimed is not None:
+        on_claimed()
     try:
         return _run_claimed(ctx, scan_id, claimed)
     except LeaseLost:

@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     queue_lease_s: float = 300.0  # a queued scan due this long, passed by the queue (or the queue empty), is re-sent
     reaper_interval_s: float | None = None  # every worker sweeps for lost scans this often (default lease / 2)
     scan_progress_delay_s: float = 0.0  # throttle: sleep this long in every progress report (tests, shared hosts)
+    scan_prefetch: int = 1  # queued hub models whose files a worker downloads while it scans (0: off)
 
     # broker / queues
     queue_prefix: str = ""  # prepended to the queue names `gpu` and `default`
