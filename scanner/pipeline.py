@@ -133,6 +133,7 @@ def _behavioural(
     report.scan.device = str(encoder.device)
     search_config = profile(config.profile)
     report.scan.config = {**config.identity(), "search": search_config.to_dict()}
+    progress("prepare", None, "corpus, clean statistics and the candidate vocabulary")
     sentences = load_corpus(config.corpus)
     base_encoder = _lineage_base(report, snapshot, config, progress, base)
     detection = Detector(encoder, sentences, search_config, config.seed, progress, base=base_encoder).run(seed_triggers)

@@ -9,7 +9,7 @@ from typing import Protocol
 
 class Progress(Protocol):
     def __call__(self, stage: str, fraction: float | None = None, message: str = "") -> None:
-        """stage: fetch | static | load | search | verdict | report; fraction in 0..1 when known."""
+        """stage: fetch | static | load | prepare | search | verdict | report; fraction in 0..1 when known."""
 
 
 def silent(stage: str, fraction: float | None = None, message: str = "") -> None:

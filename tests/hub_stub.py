@@ -26,6 +26,7 @@ import hashlib
 import json
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -158,9 +159,12 @@ class _HubError(Exception):
 class HubStub:
     """A Hugging Face Hub stand-in on 127.0.0.1 (random port), in a background thread."""
 
-    def __init__(self, *, tokens: Iterable[str] = (DEFAULT_TOKEN,), page_size: int = 1000) -> None:
+    def __init__(
+        self, *, tokens: Iterable[str] = (DEFAULT_TOKEN,), page_size: int = 1000, bytes_per_s: float | None = None
+    ) -> None:
         self.tokens = set(tokens)
         self.page_size = page_size
+        self.bytes_per_s = bytes_per_s  # each answer body sent at this rate (a network's bandwidth), None: at once
         self.repos: dict[str, StubRepo] = {}
         self._log: list[LoggedRequest] = []
         self._lock = threading.RLock()
@@ -566,13 +570,23 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         if method in ("GET", "POST"):
-            self.wfile.write(body)
+            _write_at(self.wfile, body, stub.bytes_per_s)
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - quiet test output
         pass
 
 
 # --------------------------------------------------------------------------------------------------- helpers
+
+
+def _write_at(out: Any, body: bytes, bytes_per_s: float | None, chunk: int = 1 << 16) -> None:
+    """Write `body`, paced to `bytes_per_s` when given."""
+    if not bytes_per_s:
+        out.write(body)
+        return
+    for start in range(0, len(body), chunk):
+        out.write(body[start : start + chunk])
+        time.sleep(min(chunk, len(body) - start) / bytes_per_s)
 
 
 def _apply_range(response: _Response, range_header: str | None) -> tuple[bytes, int, dict[str, str]]:

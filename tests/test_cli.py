@@ -56,7 +56,7 @@ def test_scan_truncated_minilm_writes_json_sarif_html(minilm_l2: Path, tmp_path:
     assert report.model.parameters > 1_000_000 and report.scan.sequences_evaluated > 0
     assert report.scan.peak_memory_bytes > 4 * report.model.parameters  # fp32 weights at least (peak RSS on CPU)
     stages = report.scan.stage_seconds
-    assert {"fetch", "static", "load", "search"} <= set(stages) and stages["search"] > 0, stages
+    assert {"fetch", "static", "load", "prepare", "search"} <= set(stages) and stages["search"] > 0, stages
     assert sum(stages.values()) <= report.scan.seconds + 0.01
     for fmt, check in (("sarif", check_sarif), ("html", check_html)):
         path = tmp_path / f"r.{fmt}"

@@ -140,7 +140,7 @@ class ScanInfo:
     config: dict[str, Any] = field(default_factory=dict)
     sequences_evaluated: int = 0
     peak_memory_bytes: int | None = None  # peak accelerator memory of the behavioural scan (CUDA), else peak RSS
-    stage_seconds: dict[str, float] = field(default_factory=dict)  # fetch, static, load, search, verdict
+    stage_seconds: dict[str, float] = field(default_factory=dict)  # fetch, static, load, prepare, search, verdict
 
 
 @dataclass
