@@ -392,7 +392,7 @@ def _fetch_local(ref: ModelRef, folder: Path, max_size: int, progress: Progress)
     selection = select_files(sizes)  # every file stays readable; the bound applies to what a scan needs
     has_safetensors = any(_is_root(p) and p.endswith(".safetensors") for p in sizes)
     _check_size(sum(size for p, size in sizes.items() if _classify(p, has_safetensors) is None), max_size)
-    card = _card_from_readme(folder / CARD_FILE) if CARD_FILE in sizes else {}
+    card = card_from_readme(folder / CARD_FILE) if CARD_FILE in sizes else {}
     progress("fetch", 1.0, f"{len(sizes)} files in {folder}")
     files = sorted(sizes)
     return Snapshot(
@@ -467,7 +467,7 @@ def _allowed_roots(folder: Path) -> list[Path]:
     return roots
 
 
-def _card_from_readme(path: Path) -> dict[str, Any]:
+def card_from_readme(path: Path) -> dict[str, Any]:
     """Model-card metadata (YAML front matter) from a README.md; {} when absent or unreadable."""
     try:
         if path.stat().st_size > MAX_CARD_BYTES:
@@ -626,7 +626,7 @@ def _hub_card(info: Any, local_dir: Path, downloaded: list[str]) -> dict[str, An
     if card_data is not None:
         card = _pick_card(card_data.to_dict())
     elif CARD_FILE in downloaded:
-        card = _card_from_readme(local_dir / CARD_FILE)
+        card = card_from_readme(local_dir / CARD_FILE)
     else:
         card = {}
     for key, value in (("pipeline_tag", info.pipeline_tag), ("library_name", info.library_name), ("tags", info.tags)):

@@ -34,16 +34,10 @@ def base_models_from_card(card_data: Any) -> list[str]:
 
 
 def card_of_local(path: str | Path) -> dict[str, Any]:
-    """The YAML front matter of a local model's README.md ({} when absent or unreadable)."""
-    readme = Path(path) / "README.md"
-    if not readme.is_file():
-        return {}
-    try:
-        from huggingface_hub.repocard import metadata_load
+    """The card metadata of a local model's README.md (bounded like a hub card; {} when absent or unreadable)."""
+    from scanner.fetch import CARD_FILE, card_from_readme
 
-        return metadata_load(readme) or {}
-    except Exception:  # a malformed card is not a scan failure
-        return {}
+    return card_from_readme(Path(path) / CARD_FILE)
 
 
 @dataclass

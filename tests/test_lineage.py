@@ -7,7 +7,7 @@ from pathlib import Path
 
 from scanner.config import ScanConfig
 from scanner.fetch import ModelRef, fetch
-from scanner.lineage import BASE_FROM_CARD, base_models_from_card, load_base, resolve_base_name
+from scanner.lineage import BASE_FROM_CARD, base_models_from_card, card_of_local, load_base, resolve_base_name
 
 
 def _card(folder: Path, front_matter: str) -> Path:
@@ -43,3 +43,11 @@ def test_an_unusable_base_leaves_a_note_not_an_error(tmp_path: Path) -> None:
     empty.mkdir()
     loaded = load_base(str(empty), "cli", ScanConfig(device="cpu"))
     assert loaded.encoder is None and loaded.note.startswith(f"base {empty} not used:"), loaded.note
+
+
+def test_a_local_card_is_read_within_the_card_bound(tmp_path: Path) -> None:
+    (tmp_path / "README.md").write_text("---\nbase_model: org/base\nlicense: mit\n---\n# a model\n")
+    assert card_of_local(tmp_path) == {"base_model": "org/base", "license": "mit"}
+    (tmp_path / "README.md").write_text("---\nbase_model: org/base\n---\n" + "x" * (1024**2 + 1))
+    assert card_of_local(tmp_path) == {}  # over 1 MiB: not parsed, like a hub card
+    assert card_of_local(tmp_path / "missing") == {}
