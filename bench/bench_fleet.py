@@ -8,7 +8,8 @@ paced to --mbps to stand for the network), submits them all through the web API 
 and lets one real `patronus worker` scan them with the behavioural search on. Reported per mode: wall time and
 models/hour from the first submit to the last finish, and the mean split per scan into queue wait, download,
 static, load (weights), prepare (corpus, clean statistics, vocabulary), search (search + verdict), and the
-task's own overhead (claim, commit resolution, record); GPU utilisation (nvidia-smi samples) when a GPU is present. Needs Postgres and Redis like bench/bench_service.py.
+task's own overhead (claim, commit resolution, record); GPU utilisation (nvidia-smi samples) when a GPU is
+present. Needs Postgres and Redis like bench/bench_service.py.
 Writes bench/results/fleet.json.
 """
 
