@@ -25,13 +25,12 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from bench_service import _cpu_model, drop_database, fresh_database, purge_redis  # noqa: E402
+from bench_service import _cpu_model, drop_database, fresh_database, purge_redis, write_results  # noqa: E402
 
 from db.models import Scan  # noqa: E402
 from db.session import make_engine, make_session_factory  # noqa: E402
@@ -134,7 +133,8 @@ def run_mode(settings: Settings, model: Path, n: int, prefetch: int, mbps: float
                 wall = time.perf_counter() - t0
         finally:
             worker.stop()
-    sessions = make_session_factory(make_engine(settings.database_url))
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
     parts = ("queue", "download", "static", "load", "prepare", "search", "overhead")
     split: dict[str, list[float]] = {k: [] for k in parts}
     rows = []
@@ -155,6 +155,7 @@ def run_mode(settings: Settings, model: Path, n: int, prefetch: int, mbps: float
             split["search"].append(stages.get("search", 0.0) + stages.get("verdict", 0.0))
             split["overhead"].append(task - scan.report["scan"]["seconds"])
             rows.append({k: round(v[-1], 3) for k, v in split.items()})
+    engine.dispose()
     return {
         "prefetch": prefetch,
         "models": n,
@@ -212,10 +213,7 @@ def main() -> None:
     finally:
         purge_redis(prefix)
         drop_database(handle)
-    results["recorded_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    results["machine"]["load_average_at_end"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(results, args.out)
 
 
 if __name__ == "__main__":

@@ -588,6 +588,14 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def write_results(results: dict, out: Path) -> None:
+    """Stamp the time and the closing load average on `results` and write it as JSON to `out`."""
+    results["recorded_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+    results["machine"]["load_average_at_end"] = list(os.getloadavg())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--listings", type=int, default=10_000)
@@ -640,10 +648,7 @@ def main() -> None:
         engine.dispose()
         purge_redis(prefix)
         drop_database(handle)
-    results["recorded_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-    results["machine"]["load_average_at_end"] = list(os.getloadavg())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(results, args.out)
     print(json.dumps(results, indent=2))
 
 

@@ -3,15 +3,15 @@ models are fetched into the shared download cache, so the scan that claims them 
 
 Read-only on the database: no claim, no row change. At-most-once, the lease and retries stay with tasks.lifecycle,
 whichever worker ends up claiming the prefetched scan. Bounded: `scan_prefetch` models ahead, one background thread
-per process, each download within `scan_max_size`, and a prefetched (repo, revision) is not fetched again. A prefetch
-failure is only logged: the scan that needs the files fetches them itself and records any error.
+per process, each download within `scan_max_size`; files already cached for the resolved commit cost no download
+(scanner.fetch), so seeing a scan again on the next pass costs one commit lookup. A prefetch failure is only logged:
+the scan that needs the files fetches them itself and records any error.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -21,8 +21,6 @@ from db.session import session_scope
 from tasks.context import TaskContext
 
 log = logging.getLogger(__name__)
-
-REMEMBERED = 256  # (repo, revision) pairs a process remembers as prefetched
 
 
 @dataclass(frozen=True)
@@ -55,7 +53,6 @@ class Prefetcher:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
-        self.done: OrderedDict[tuple[str, str], None] = OrderedDict()
 
     def kick(self, ctx: TaskContext, current: int) -> threading.Thread | None:
         """Start a prefetch pass unless one is running or prefetch is off; the thread, for tests to join."""
@@ -78,13 +75,7 @@ class Prefetcher:
             log.warning("prefetch: cannot read the queue", exc_info=True)
             return
         for item in ahead:
-            key = (item.repo_id, item.revision)
-            if key in self.done:
-                continue
             self.fetch(ctx, item)
-            self.done[key] = None
-            while len(self.done) > REMEMBERED:
-                self.done.popitem(last=False)
 
     @staticmethod
     def fetch(ctx: TaskContext, item: Ahead) -> bool:
