@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -464,7 +465,7 @@ def load_encoder(
     counted = safetensors_parameters(model_dir) if kind == "safetensors" else None
     check_fits(counted[0] if counted else config_parameters(info), dtype, target)
     cls = AutoModelForSequenceClassification if info.is_classifier else AutoModel
-    common = dict(trust_remote_code=False, local_files_only=True)
+    common: dict[str, Any] = {"trust_remote_code": False, "local_files_only": True}
     try:
         model, loading = cls.from_pretrained(
             model_dir,

@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -137,7 +138,7 @@ def _convert(path: Path, out: Path, layers: int | None) -> None:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-    common = dict(gguf_file=path.name, trust_remote_code=False, local_files_only=True)
+    common: dict[str, Any] = {"gguf_file": path.name, "trust_remote_code": False, "local_files_only": True}
     try:
         model = AutoModelForCausalLM.from_pretrained(path.parent, dtype=torch.float32, **common)
         tokenizer = AutoTokenizer.from_pretrained(path.parent, **common)

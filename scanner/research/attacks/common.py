@@ -312,7 +312,7 @@ def _load_models(base: Path, want_mlm: bool) -> tuple[nn.Module, nn.Module | Non
     """The bare encoder (and an MLM model sharing it) from a base directory."""
     from transformers import AutoModel, AutoModelForMaskedLM
 
-    kw = dict(local_files_only=True, trust_remote_code=False)
+    kw: dict[str, Any] = {"local_files_only": True, "trust_remote_code": False}
     if not want_mlm:
         return AutoModel.from_pretrained(base, **kw), None, None
     mlm, info = AutoModelForMaskedLM.from_pretrained(base, output_loading_info=True, **kw)
