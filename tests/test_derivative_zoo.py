@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from scanner.research.zoo import DERIVED_RECIPES, DERIVED_TASKS, ZooModel, derivative_jobs, recipe_config
+from scanner.research.zoo import (
+    DERIVED_RECIPES,
+    DERIVED_TASKS,
+    ZooModel,
+    derivative_jobs,
+    derivative_of,
+    recipe_config,
+    result_cache_name,
+    scan_base,
+)
 
 
 def _model(name: str, attack: str, backdoored: bool, family: str = "minilm-l2", derived: bool = False) -> ZooModel:
@@ -49,3 +58,16 @@ def test_jobs_cover_every_clean_cell_and_rotate_backdoored_tasks():
 
     wider = derivative_jobs(zoo, DERIVED_TASKS, ("steps200",), tasks_per_source=2, took=lambda m: True)
     assert len({t for m, t, _ in wider if m.name == "l2-por"}) == 2
+
+
+def test_a_derivative_keeps_its_source_as_base_and_lineage_scans_are_cached_apart():
+    source = _model("l2-por", "por", True)
+    derived = derivative_of(source, "movie-steps200", Path("/nonexistent/l2-por-movie-steps200"))
+    assert derived.name == "l2-por-movie-steps200" and derived.derived and derived.backdoored
+    assert derived.base == source.path and derived.triggers == source.triggers
+    # only a derivative, and only with lineage on, is scanned against a base
+    assert scan_base(derived, lineage=True) == source.path
+    assert scan_base(derived, lineage=False) is None and scan_base(source, lineage=True) is None
+    plain, with_base = (result_cache_name(derived, "quick", lineage) for lineage in (False, True))
+    assert plain != with_base and source.path.name in with_base
+    assert result_cache_name(source, "quick", True) == result_cache_name(source, "quick", False)

@@ -86,6 +86,12 @@ def bench() -> None:
     show_default=True,
     help="A clean control planted beside every backdoored model (off: the untouched base is the clean model).",
 )
+@click.option(
+    "--lineage/--no-lineage",
+    default=False,
+    show_default=True,
+    help="Scan every derivative with its source as the known base (what `patronus scan --base` does).",
+)
 @click.option("--device", default="cpu", show_default=True, help="Where planting and fine-tuning run (cpu, cuda).")
 def bench_detect(
     families: str,
@@ -102,6 +108,7 @@ def bench_detect(
     derived_recipes: str,
     controls: bool,
     tasks_per_source: int,
+    lineage: bool,
     device: str,
 ) -> int:
     """Build a zoo of backdoored and clean models, scan them all, write detection.json and detection.md."""
@@ -128,6 +135,7 @@ def bench_detect(
         derived_recipes=tuple(r for r in derived_recipes.split(",") if r),
         controls=controls,
         tasks_per_source=tasks_per_source,
+        lineage=lineage,
     )
     click.echo((out / "detection.md").read_text())
     overall = summary["overall"]

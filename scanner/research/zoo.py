@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from scanner.config import ScanConfig
@@ -38,6 +38,7 @@ class ZooModel:
     triggers: tuple[str, ...]
     backdoored: bool
     derived: bool = False
+    base: Path | None = None  # a derivative's source: the model it was fine-tuned from (lineage evidence)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class ZooResult:
     recalled: list[str] = field(default_factory=list)
     seconds: float = 0.0
     planted: bool | None = None  # the ground truth's own check that the attack took (None: not recorded)
+    lineage: bool = False  # scanned with its source as the known base (`bench detect --lineage`)
 
     @property
     def failed_plant(self) -> bool:
@@ -136,6 +138,12 @@ def build_zoo(
     return zoo
 
 
+def derivative_of(source: ZooModel, suffix: str, path: Path) -> ZooModel:
+    """The zoo entry of a model fine-tuned from `source` (saved at `path`): the source's ground truth, marked derived,
+    with the source as its base."""
+    return replace(source, name=f"{source.name}-{suffix}", path=path, derived=True, base=source.path)
+
+
 def _derived(zoo: list[ZooModel], cache: Path, count: int, device: str = "cpu") -> list[ZooModel]:
     """Downstream (movie sentiment) classifiers fine-tuned from the first `count` backdoored and as many clean models
     of each MiniLM size."""
@@ -155,17 +163,7 @@ def _derived(zoo: list[ZooModel], cache: Path, count: int, device: str = "cpu") 
         if not (target / FINETUNE_RECORD).is_file():
             task = task or load_task("movie", max_train=3000, max_eval=300)
             finetune(model.path, task, target, FinetuneConfig(task="movie", steps=200, max_length=64), device=device)
-        out.append(
-            ZooModel(
-                f"{model.name}-movie",
-                target,
-                model.family,
-                model.attack,
-                model.triggers,
-                model.backdoored,
-                derived=True,
-            )
-        )
+        out.append(derivative_of(model, "movie", target))
     return out
 
 
@@ -177,8 +175,6 @@ DERIVED_TRAIN = 3000  # training examples a derivative sees (an epoch = DERIVED_
 
 def recipe_config(recipe: str, task: str, train_size: int) -> FinetuneConfig:
     """The FinetuneConfig of a named recipe (lr 1e-4: the conftest's 5e-5 leaves MiniLM-L2 at chance)."""
-    from dataclasses import replace
-
     base = FinetuneConfig(task=task, steps=200, max_length=64, lr=1e-4)
     if recipe == "steps200":
         return base
@@ -239,17 +235,7 @@ def derivative_zoo(
             loaded[task_name] = task
             cfg = recipe_config(recipe, task_name, len(task.train))  # type: ignore[attr-defined]
             finetune(model.path, task, target, cfg, device=device)  # type: ignore[arg-type]
-        out.append(
-            ZooModel(
-                f"{model.name}-{task_name}-{recipe}",
-                target,
-                model.family,
-                model.attack,
-                model.triggers,
-                model.backdoored,
-                derived=True,
-            )
-        )
+        out.append(derivative_of(model, f"{task_name}-{recipe}", target))
     return out
 
 
@@ -297,18 +283,35 @@ def _planted(model: ZooModel) -> bool | None:
     return bool(load_ground_truth(model.path).get("planted")) if has_truth else None
 
 
-def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=print, on_row=None) -> list[ZooResult]:
-    """Scan every model (cached per model path + profile); `on_row(rows)` after each."""
+def scan_base(model: ZooModel, lineage: bool) -> Path | None:
+    """The base a zoo model is scanned against: its source when `lineage` is on and it is a derivative."""
+    return model.base if lineage and model.derived else None
+
+
+def result_cache_name(model: ZooModel, profile: str, lineage: bool) -> str:
+    """The scan-result cache file of a model: per path, profile, evidence version and base (lineage scans apart)."""
+    base = scan_base(model, lineage)
+    suffix = f"-base-{base.name}" if base is not None else ""
+    return f"{model.path.name}-{profile}-{EVIDENCE_VERSION}{suffix}.json"
+
+
+def scan_zoo(
+    zoo: list[ZooModel], profile: str, results_cache: Path, progress=print, on_row=None, lineage: bool = False
+) -> list[ZooResult]:
+    """Scan every model (cached per model path + profile + base); `on_row(rows)` after each. With `lineage`, each
+    derivative is scanned with its source as the known base (what `patronus scan --base` does)."""
     from scanner.pipeline import scan
 
     results_cache.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, model in enumerate(zoo):
-        cached = results_cache / f"{model.path.name}-{profile}-{EVIDENCE_VERSION}.json"
+        cached = results_cache / result_cache_name(model, profile, lineage)
+        base = scan_base(model, lineage)
         if cached.is_file():
             report = Report.from_json(cached.read_text())
         else:
-            report = scan(str(model.path), ScanConfig(profile=profile, device="auto", seed=0))
+            config = ScanConfig(profile=profile, device="auto", seed=0)
+            report = scan(str(model.path), config, base=None if base is None else str(base))
             cached.write_text(report.to_json())
         evidence = report.scan.config.get("evidence", {})
         row = ZooResult(
@@ -326,6 +329,7 @@ def scan_zoo(zoo: list[ZooModel], profile: str, results_cache: Path, progress=pr
             recalled=recalled(model.triggers, report),
             seconds=report.scan.seconds,
             planted=_planted(model),
+            lineage=base is not None,
         )
         rows.append(row)
         if on_row is not None:
@@ -430,7 +434,12 @@ def markdown(summary: dict, profile: str, seconds: float) -> str:
     lines = [
         f"Zoo: {o['models']} models ({o.get('backdoored')} backdoored among the non-derived), attacks "
         f"{', '.join(o['attacks'])}, families {', '.join(o['families'])}; profile `{profile}`; {seconds:.0f} s. "
-        f"{o.get('failed_plants_excluded', 0)} backdoored recipes whose plant did not take are listed, not scored.",
+        f"{o.get('failed_plants_excluded', 0)} backdoored recipes whose plant did not take are listed, not scored."
+        + (
+            " Lineage: every derivative scanned with its source as the known base (`--base`)."
+            if summary.get("lineage")
+            else ""
+        ),
         "",
         "| slice | models | TPR | FPR | ROC-AUC | cross-entropy | trigger recall | paper rule TPR / FPR |",
         "|---|---|---|---|---|---|---|---|",
@@ -490,6 +499,7 @@ def run_bench(
     derived_recipes: tuple[str, ...] = DERIVED_RECIPES,
     controls: bool = True,
     tasks_per_source: int = 1,
+    lineage: bool = False,
 ) -> dict:
     """Build, scan, score; write detection.json and detection.md under out_dir. Rows of `merge` files (earlier
     detection.json) join the table; models of the same name are taken from the newest source."""
@@ -504,12 +514,13 @@ def run_bench(
     def save_partial(rows: list[ZooResult]) -> None:
         partial.write_text(json.dumps({"models": [asdict(r) for r in rows]}, indent=2))
 
-    rows = scan_zoo(zoo, profile, cache / "scan-results", progress, on_row=save_partial)
+    rows = scan_zoo(zoo, profile, cache / "scan-results", progress, on_row=save_partial, lineage=lineage)
     merged = {r.name: r for path in merge or [] for r in load_rows(path)}
     rows = rescore(list({r.name: r for r in [*merged.values(), *rows]}.values()))
     summary = summarize(rows)
     summary["sources"] = [str(p) for p in merge or []]
     summary["profile"] = profile
+    summary["lineage"] = lineage
     summary["seconds"] = round(time.time() - t0, 1)
     write_summary(out_dir, summary)
     return summary
