@@ -61,6 +61,37 @@ def test_multi_piece_words_contain_obelisk(wordpiece):
     assert i in words.containing(words.pieces[i][0])
 
 
+def test_vocabularies_are_memoized_per_tokenizer_and_handed_out_as_copies(wordpiece, monkeypatch):
+    from transformers import AutoTokenizer
+
+    from scanner.research.base_models import minilm_path
+    from scanner.search import vocab as vocab_module
+
+    first, words = searchable_vocabulary(wordpiece), multi_piece_words(wordpiece)
+    built: list[str] = []
+    real_build = vocab_module._searchable_vocabulary
+    monkeypatch.setattr(vocab_module, "_searchable_vocabulary", lambda *a: built.append("v") or real_build(*a))
+    # a second load of the same tokenizer (another model sharing it) is a memo hit: nothing rebuilt, same answer
+    again = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    second = searchable_vocabulary(again)
+    assert built == [] and second.words == first.words and torch.equal(second.ids, first.ids)
+    second.words.clear()
+    second.ids.zero_()
+    assert searchable_vocabulary(wordpiece).words == first.words  # a copy: the caller's edits stay its own
+    assert multi_piece_words(again).pieces == words.pieces
+    # the truncation and padding state a call leaves (nested: {"Fixed": 128}) is not part of the key
+    fresh = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    before = vocab_module.tokenizer_fingerprint(fresh)
+    fresh(["the cat"], truncation=True, max_length=8, padding="max_length")
+    assert vocab_module.tokenizer_fingerprint(fresh) == before == vocab_module.tokenizer_fingerprint(wordpiece)
+    # a tokenizer that splits differently (one added token) is another key, so it is built afresh
+    changed = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    changed.add_tokens(["zzyzxword"])
+    assert vocab_module.tokenizer_fingerprint(changed) != vocab_module.tokenizer_fingerprint(wordpiece)
+    searchable_vocabulary(changed)
+    assert built == ["v"]
+
+
 def stats(shift: float, direction: list[float], tokens: list[int], collapse: float = 0.5) -> TriggerStats:
     d = torch.nn.functional.normalize(torch.tensor(direction, dtype=torch.float32), dim=0)
     return TriggerStats(

@@ -8,8 +8,12 @@ XLM-R, Llama-2, Mistral, Gemma, Phi-3): '▁'-prefixed word-start entries.
 
 from __future__ import annotations
 
+import hashlib
+import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import torch
 from wordfreq import top_n_list, zipf_frequency
@@ -68,8 +72,50 @@ def encode_words(tokenizer, words: list[str]) -> list[list[int]]:
     return out
 
 
+MEMO_SIZE = 8  # tokenizers whose vocabularies a process keeps (a worker scans many models sharing a tokenizer)
+_memo: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+# The truncation and padding a call leaves on the backend (objects nested one level deep, e.g. {"Fixed": 128};
+# an unexpected shape only costs a memo miss)
+_CALL_STATE = re.compile(r'"(truncation|padding)":(null|\{(?:[^{}]|\{[^{}]*\})*\})')
+
+
+def tokenizer_fingerprint(tokenizer) -> str | None:
+    """A digest of everything that decides how a fast tokenizer splits text (its serialized pipeline: normalizer,
+    pre-tokenizer, model, added tokens; not the truncation and padding state a call leaves) plus its class and
+    special ids; None for a tokenizer without a backend, whose
+    vocabularies are then never memoized."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None
+    pipeline = _CALL_STATE.sub(r'"\1":null', backend.to_str())
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    digest.update(pipeline.encode())
+    digest.update(repr(sorted(tokenizer.all_special_ids)).encode())
+    return digest.hexdigest()
+
+
+def _memoized(key: tuple[Any, ...], tokenizer, build):
+    """build() once per (key, tokenizer fingerprint) in this process, least recently used dropped first."""
+    fingerprint = tokenizer_fingerprint(tokenizer)
+    if fingerprint is None:
+        return build()
+    full = (*key, fingerprint)
+    if full in _memo:
+        _memo.move_to_end(full)
+        return _memo[full]
+    value = _memo[full] = build()
+    while len(_memo) > MEMO_SIZE:
+        _memo.popitem(last=False)
+    return value
+
+
 def searchable_vocabulary(tokenizer, zipf_max: float = 4.0) -> Vocabulary:
-    """Whole-word rare tokens that re-tokenize to themselves inside a sentence."""
+    """Whole-word rare tokens that re-tokenize to themselves inside a sentence (memoized per tokenizer: a copy)."""
+    vocab = _memoized(("vocabulary", zipf_max), tokenizer, lambda: _searchable_vocabulary(tokenizer, zipf_max))
+    return Vocabulary(ids=vocab.ids.clone(), words=list(vocab.words))
+
+
+def _searchable_vocabulary(tokenizer, zipf_max: float) -> Vocabulary:
     special = set(tokenizer.all_special_ids)
     vocab = tokenizer.get_vocab()
     cand_ids, cand_words = [], []
@@ -96,6 +142,12 @@ def _english_words(n: int = 100_000) -> tuple[str, ...]:
     return tuple(top_n_list("en", n))
 
 
+@lru_cache(maxsize=4)
+def _rare_english_words(zipf_max: float, limit: int) -> tuple[str, ...]:
+    """Plain words of the English word list rarer than zipf_max (tokenizer-independent, so computed once)."""
+    return tuple(w for w in _english_words(limit) if is_plain_word(w) and zipf_frequency(w, "en") < zipf_max)
+
+
 @dataclass
 class WordList:
     """Rare words that tokenize into several pieces (word-level mode)."""
@@ -109,8 +161,15 @@ class WordList:
 
 
 def multi_piece_words(tokenizer, zipf_max: float = 4.0, max_pieces: int = 4, limit: int = 100_000) -> WordList:
-    """Rare plain words of the English word list that the tokenizer splits into 2..max_pieces pieces."""
-    words = [w for w in _english_words(limit) if is_plain_word(w) and zipf_frequency(w, "en") < zipf_max]
+    """Rare plain words of the English word list that the tokenizer splits into 2..max_pieces pieces (memoized per
+    tokenizer: a copy)."""
+    key = ("words", zipf_max, max_pieces, limit)
+    found = _memoized(key, tokenizer, lambda: _multi_piece_words(tokenizer, zipf_max, max_pieces, limit))
+    return WordList(words=list(found.words), pieces=[list(p) for p in found.pieces])
+
+
+def _multi_piece_words(tokenizer, zipf_max: float, max_pieces: int, limit: int) -> WordList:
+    words = list(_rare_english_words(zipf_max, limit))
     encoded = encode_words(tokenizer, words)
     keep = [(w, e) for w, e in zip(words, encoded, strict=True) if 2 <= len(e) <= max_pieces]
     return WordList(words=[w for w, _ in keep], pieces=[e for _, e in keep])
