@@ -61,9 +61,26 @@ def resolve_base_name(base: str | Path | None, card: dict[str, Any]) -> tuple[st
     return str(base), "cli"
 
 
-def load_base(name: str, source: str, config: ScanConfig) -> BaseModel:
+TOKENIZER_DIFFERS = "its tokenizer differs from the model's"
+
+
+def vocabulary_differs(base_dir: Path, tokenizer: Any) -> bool:
+    """Lineage needs the base to tokenize alike (the same ids mean the same pieces): checked on the base's tokenizer
+    alone, before any of its weights are read. False when the base has no tokenizer files to compare (a GGUF-only
+    base); the detector compares the loaded tokenizers again."""
+    from transformers import AutoTokenizer
+
+    try:
+        theirs = AutoTokenizer.from_pretrained(base_dir, trust_remote_code=False, local_files_only=True)
+    except Exception:  # transformers raises many types for a folder without a readable tokenizer
+        return False
+    return bool(theirs.get_vocab() != tokenizer.get_vocab())
+
+
+def load_base(name: str, source: str, config: ScanConfig, tokenizer: Any = None) -> BaseModel:
     """Fetch, statically scan and load the base like a target: dangerous weights are never loaded, a pickle only
-    when the static scan cleared it. Any failure leaves the scan without lineage evidence, said in `note`."""
+    when the static scan cleared it, and (given the scanned model's `tokenizer`) nothing is loaded when the base
+    tokenizes differently. Any failure leaves the scan without lineage evidence, said in `note`."""
     try:
         ref = ModelRef.parse(name, local=LocalTargets.ANY if source == "cli" else LocalTargets.PATHS_ONLY)
         if ref.path is not None and source != "cli":  # a card names hub repos; never a path on this machine
@@ -73,6 +90,8 @@ def load_base(name: str, source: str, config: ScanConfig) -> BaseModel:
         worst = weights_status(serialization)
         if worst is FileStatus.DANGEROUS:
             return BaseModel(name, source, None, f"base {name} not loaded: its weights are dangerous")
+        if tokenizer is not None and vocabulary_differs(snapshot.local_dir, tokenizer):
+            return BaseModel(name, source, None, f"base {name} not used: {TOKENIZER_DIFFERS}")
         encoder = load_encoder(
             snapshot.local_dir, config.device, pickle_allowed=worst is not FileStatus.SUSPICIOUS, cache_dir=None
         )

@@ -18,6 +18,7 @@ from scanner.config import ScanConfig
 from scanner.encoder import LoadedEncoder, RemoteCodeRequired, UnsupportedArchitecture, load_encoder, read_config
 from scanner.errors import NothingScannableError, PatronusError
 from scanner.fetch import ModelRef, Snapshot, fetch_for
+from scanner.lineage import TOKENIZER_DIFFERS
 from scanner.progress import Progress, StageClock, silent
 from scanner.report import (
     FileStatus,
@@ -82,7 +83,12 @@ def peak_memory(device: torch.device) -> int:
 
 
 def _lineage_base(
-    report: Report, snapshot: Snapshot, config: ScanConfig, progress: Progress, base: str | Path | None
+    report: Report,
+    snapshot: Snapshot,
+    config: ScanConfig,
+    progress: Progress,
+    base: str | Path | None,
+    encoder: LoadedEncoder,
 ) -> LoadedEncoder | None:
     """The base model for lineage evidence (`--base REF`, or `auto`: the card's `base_model`), recorded in the
     report's scan config; None when none is named or it cannot be used (the scan goes on without it)."""
@@ -92,7 +98,7 @@ def _lineage_base(
     if named is None:
         return None
     progress("load", None, f"loading base model {named[0]} for lineage evidence")
-    loaded = load_base(*named, config)
+    loaded = load_base(*named, config, tokenizer=encoder.tokenizer)
     report.scan.config["lineage"] = {"base": loaded.name, "source": loaded.source, "note": loaded.note}
     return loaded.encoder
 
@@ -135,10 +141,11 @@ def _behavioural(
     report.scan.config = {**config.identity(), "search": search_config.to_dict()}
     progress("prepare", None, "corpus, clean statistics and the candidate vocabulary")
     sentences = load_corpus(config.corpus)
-    base_encoder = _lineage_base(report, snapshot, config, progress, base)
-    detection = Detector(encoder, sentences, search_config, config.seed, progress, base=base_encoder).run(seed_triggers)
-    if base_encoder is not None and detection.base_threshold is None:
-        report.scan.config["lineage"]["note"] = "base not used: its tokenizer differs from the model's"
+    base_encoder = _lineage_base(report, snapshot, config, progress, base, encoder)
+    detector = Detector(encoder, sentences, search_config, config.seed, progress, base=base_encoder)
+    if base_encoder is not None and detector.base is None:  # a base without tokenizer files, loaded, then compared
+        report.scan.config["lineage"]["note"] = f"base not used: {TOKENIZER_DIFFERS}"
+    detection = detector.run(seed_triggers)
     report.verdict = detection.verdict
     report.probability = round(detection.probability, 6)
     report.triggers = report_triggers(detection, encoder.tokenizer)

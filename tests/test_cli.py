@@ -51,7 +51,8 @@ def test_scan_truncated_minilm_writes_json_sarif_html(minilm_l2: Path, tmp_path:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     report = Report.from_json(out.read_text())
-    assert report.scan.config["lineage"]["base"] == str(minilm_l2), report.scan.config.get("lineage")
+    lineage = report.scan.config["lineage"]
+    assert lineage["base"] == str(minilm_l2) and lineage["note"].endswith("loaded for lineage evidence"), lineage
     assert report.verdict.value == "clean" and report.model.family == "bert"
     assert report.model.parameters > 1_000_000 and report.scan.sequences_evaluated > 0
     assert report.scan.peak_memory_bytes > 4 * report.model.parameters  # fp32 weights at least (peak RSS on CPU)

@@ -7,7 +7,14 @@ from pathlib import Path
 
 from scanner.config import ScanConfig
 from scanner.fetch import ModelRef, fetch
-from scanner.lineage import BASE_FROM_CARD, base_models_from_card, card_of_local, load_base, resolve_base_name
+from scanner.lineage import (
+    BASE_FROM_CARD,
+    TOKENIZER_DIFFERS,
+    base_models_from_card,
+    card_of_local,
+    load_base,
+    resolve_base_name,
+)
 
 
 def _card(folder: Path, front_matter: str) -> Path:
@@ -51,3 +58,21 @@ def test_a_local_card_is_read_within_the_card_bound(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("---\nbase_model: org/base\n---\n" + "x" * (1024**2 + 1))
     assert card_of_local(tmp_path) == {}  # over 1 MiB: not parsed, like a hub card
     assert card_of_local(tmp_path / "missing") == {}
+
+
+def test_a_base_that_tokenizes_differently_is_refused_before_its_weights_load(tmp_path: Path, family_base) -> None:
+    from transformers import AutoTokenizer
+
+    from scanner.research.base_models import minilm_path
+
+    wordpiece = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
+    other = family_base("roberta")  # byte-level BPE: other ids for other pieces
+    (tmp_path / "roberta").mkdir()
+    for f in other.iterdir():  # the tokenizer files only: loading weights would fail, so a refusal proves none were
+        if "token" in f.name or f.name in ("config.json", "vocab.json", "merges.txt"):
+            (tmp_path / "roberta" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "roberta" / "model.safetensors").write_bytes(b"not weights")
+    refused = load_base(str(tmp_path / "roberta"), "cli", ScanConfig(device="cpu"), tokenizer=wordpiece)
+    assert refused.encoder is None and refused.note.endswith(TOKENIZER_DIFFERS), refused.note
+    same = load_base(str(minilm_path()), "cli", ScanConfig(device="cpu"), tokenizer=wordpiece)
+    assert same.encoder is not None and "loaded for lineage evidence" in same.note
