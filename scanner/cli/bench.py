@@ -70,7 +70,8 @@ def bench() -> None:
     "--derived-recipes",
     default="steps200,epochs3,frozen",
     show_default=True,
-    help="Fine-tuning recipes of the derivative zoo: steps200 (200 full steps), epochs3, frozen (head only).",
+    help="Fine-tuning recipes of the derivative zoo: steps200 (200 full steps), epochs3, frozen (head only), "
+    "simcse (a sentence-embedding fine-tune on the task's text, saved with mean pooling).",
 )
 @click.option(
     "--derived-tasks-per-source",
@@ -112,8 +113,12 @@ def bench_detect(
     device: str,
 ) -> int:
     """Build a zoo of backdoored and clean models, scan them all, write detection.json and detection.md."""
-    from scanner.research.zoo import run_bench
+    from scanner.research.zoo import DERIVED_RECIPES, EMBEDDING_RECIPES, run_bench
 
+    recipes = tuple(r for r in derived_recipes.split(",") if r)
+    unknown = sorted(set(recipes) - set(DERIVED_RECIPES + EMBEDDING_RECIPES))
+    if unknown:
+        raise click.BadParameter(f"unknown recipe(s) {', '.join(unknown)}", param_hint="--derived-recipes")
     try:
         layers = tuple(int(n) for n in minilm_layers.split(",") if n.strip())
     except ValueError:
@@ -132,7 +137,7 @@ def bench_detect(
         merge=list(merge),
         device=device,
         derived_tasks=tuple(t for t in derived_tasks.split(",") if t),
-        derived_recipes=tuple(r for r in derived_recipes.split(",") if r),
+        derived_recipes=recipes,
         controls=controls,
         tasks_per_source=tasks_per_source,
         lineage=lineage,

@@ -169,6 +169,8 @@ def _derived(zoo: list[ZooModel], cache: Path, count: int, device: str = "cpu") 
 
 # Issue 11's fine-tuning recipes: a short full fine-tune, three full epochs, and a head on a frozen encoder.
 DERIVED_RECIPES = ("steps200", "epochs3", "frozen")
+# ... and a sentence-embedding fine-tune (unsupervised SimCSE with mean pooling; research/embedding_finetune.py)
+EMBEDDING_RECIPES = ("simcse",)
 DERIVED_TASKS = ("movie", "tweet", "news", "spam")
 DERIVED_TRAIN = 3000  # training examples a derivative sees (an epoch = DERIVED_TRAIN / batch size steps)
 
@@ -182,7 +184,7 @@ def recipe_config(recipe: str, task: str, train_size: int) -> FinetuneConfig:
         return replace(base, steps=-(-3 * train_size // base.batch_size))
     if recipe == "frozen":  # head (and pooler) only: cheap steps, so more of them at a higher head lr
         return replace(base, steps=400, head_lr=3e-3, freeze_encoder=True)
-    raise ValueError(f"unknown recipe {recipe!r} (known: {', '.join(DERIVED_RECIPES)})")
+    raise ValueError(f"unknown recipe {recipe!r} (known: {', '.join(DERIVED_RECIPES + EMBEDDING_RECIPES)})")
 
 
 def derivative_jobs(
@@ -224,6 +226,7 @@ def derivative_zoo(
     every recipe) and backdoored ones (every planted model whose plant took, fine-tuned with every recipe on
     `tasks_per_source` tasks that rotate over `tasks`). Fine-tunes are cached by source, task and recipe."""
     from scanner.research.datasets import load_task
+    from scanner.research.embedding_finetune import EmbeddingFinetuneConfig, simcse_finetune
     from scanner.research.evaluate import FINETUNE_RECORD, finetune
 
     loaded: dict[str, object] = {}
@@ -233,8 +236,12 @@ def derivative_zoo(
         if not (target / FINETUNE_RECORD).is_file():
             task = loaded.get(task_name) or load_task(task_name, max_train=DERIVED_TRAIN, max_eval=300)
             loaded[task_name] = task
-            cfg = recipe_config(recipe, task_name, len(task.train))  # type: ignore[attr-defined]
-            finetune(model.path, task, target, cfg, device=device)  # type: ignore[arg-type]
+            if recipe in EMBEDDING_RECIPES:  # a sentence-embedding fine-tune on the task's text, labels unused
+                texts = [text for text, _ in task.train]  # type: ignore[attr-defined]
+                simcse_finetune(model.path, texts, target, EmbeddingFinetuneConfig(), device, task_name)
+            else:
+                cfg = recipe_config(recipe, task_name, len(task.train))  # type: ignore[attr-defined]
+                finetune(model.path, task, target, cfg, device=device)  # type: ignore[arg-type]
         out.append(derivative_of(model, f"{task_name}-{recipe}", target))
     return out
 
