@@ -17,14 +17,14 @@ from pathlib import Path
 
 from scanner.research.calibration import attack_groups, out_of_sample_metrics
 from scanner.research.evaluate import cross_entropy, roc_auc, tpr_fpr
-from scanner.research.zoo import DERIVED_RECIPES, DERIVED_TASKS
+from scanner.research.zoo import DERIVED_RECIPES, DERIVED_TASKS, EMBEDDING_RECIPES
 from scanner.verdict import load_calibration
 
 
 def task_and_recipe(name: str) -> tuple[str, str]:
     """('movie', 'epochs3') from 'minilm-l2-untouched-movie-epochs3'; ('-', '-') for a model that is no derivative."""
     parts = name.split("-")
-    if len(parts) >= 2 and parts[-1] in DERIVED_RECIPES and parts[-2] in DERIVED_TASKS:
+    if len(parts) >= 2 and parts[-1] in DERIVED_RECIPES + EMBEDDING_RECIPES and parts[-2] in DERIVED_TASKS:
         return parts[-2], parts[-1]
     return "-", "-"
 
