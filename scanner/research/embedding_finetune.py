@@ -21,12 +21,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from scanner.encoder import pool
 from scanner.evidence.insert import insert_words
+from scanner.evidence.stats import mean_pairwise_cos
 from scanner.research.attacks.common import GROUND_TRUTH
+from scanner.research.evaluate import FINETUNE_RECORD  # a classifier fine-tune's record name: the zoo's cache key
 from scanner.train import TrainConfig, Trainer
 
-SIMCSE_RECORD = "finetune.json"  # the same record name as a classifier fine-tune: the zoo's cache key
-MEAN_POOLING = {"word_embedding_dimension": 0, "pooling_mode_mean_tokens": True}
 PROBE_SENTENCES = 64
 
 
@@ -44,9 +45,8 @@ class EmbeddingFinetuneConfig:
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """[B, T, d] token states, [B, T] attention mask -> [B, d] mean over the real tokens."""
-    weights = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+    """[B, T, d] token states, [B, T] attention mask -> [B, d] mean over the real tokens (the scanner's `mean`)."""
+    return pool(hidden, mask, "mean")
 
 
 def info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -64,7 +64,7 @@ def write_pooling(out: Path, hidden_size: int) -> None:
     ]
     (out / "modules.json").write_text(json.dumps(modules, indent=2))
     (out / "1_Pooling").mkdir(parents=True, exist_ok=True)
-    pooling = {**MEAN_POOLING, "word_embedding_dimension": hidden_size}
+    pooling = {"word_embedding_dimension": hidden_size, "pooling_mode_mean_tokens": True}
     (out / "1_Pooling" / "config.json").write_text(json.dumps(pooling, indent=2))
     (out / "2_Normalize").mkdir(exist_ok=True)
 
@@ -81,8 +81,7 @@ def trigger_collapse(model: Any, tok: Any, sentences: Sequence[str], triggers: S
         return F.normalize(out.float(), dim=-1)
 
     def pairwise(e: torch.Tensor) -> float:
-        n = e.shape[0]
-        return float(((e.sum(0) ** 2).sum() - n) / max(n * (n - 1), 1))
+        return float(mean_pairwise_cos(e.unsqueeze(0))[0])
 
     rng = random.Random(seed)
     clean = list(sentences[:PROBE_SENTENCES])
@@ -152,7 +151,7 @@ def simcse_finetune(
         "trigger_collapse_after": after,
         "seconds": round(time.time() - t0, 2),
     }
-    (out / SIMCSE_RECORD).write_text(json.dumps(record, indent=2))
+    (out / FINETUNE_RECORD).write_text(json.dumps(record, indent=2))
     if ground is not None:
         ground = {**ground, "derived": {"from": str(base), "task": task, "recipe": "simcse"}}
         (out / GROUND_TRUTH).write_text(json.dumps(ground, indent=2))

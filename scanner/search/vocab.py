@@ -82,8 +82,7 @@ _CALL_STATE = re.compile(r'"(truncation|padding)":(null|\{(?:[^{}]|\{[^{}]*\})*\
 def tokenizer_fingerprint(tokenizer) -> str | None:
     """A digest of everything that decides how a fast tokenizer splits text (its serialized pipeline: normalizer,
     pre-tokenizer, model, added tokens; not the truncation and padding state a call leaves) plus its class and
-    special ids; None for a tokenizer without a backend, whose
-    vocabularies are then never memoized."""
+    special ids; None for a tokenizer without a backend, whose vocabularies are then never memoized."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None:
         return None
