@@ -5,4 +5,6 @@ __version__ = "0.1.0"
 # 2: collapse evidence beside the shift (scanner/verdict.py), Bonferroni over both tests.
 # 3: each representation the encoder lists is scanned (Bonferroni over them); in fine-tuned classifiers, findings
 #    that override confident inputs no better than the model's own strongest task words are set aside (issue 11).
-ENGINE_VERSION = "4"
+# 4: each unit scored once a restart on fixed sentences; a multi-representation model searched once, jointly.
+# 5: symbol tokens (≈ ⊗ € →) searched beside the rare words; Bonferroni over both (the null stays words).
+ENGINE_VERSION = "5"

@@ -39,7 +39,14 @@ from scanner.report import Lookalike, Severity, Trigger, Verdict
 from scanner.report.issues import verdict_for
 from scanner.search.config import Profile
 from scanner.search.search import ContrastiveSearch
-from scanner.search.vocab import Vocabulary, WordList, encode_words, multi_piece_words, searchable_vocabulary
+from scanner.search.vocab import (
+    Vocabulary,
+    WordList,
+    encode_words,
+    multi_piece_words,
+    searchable_symbols,
+    searchable_vocabulary,
+)
 from scanner.verdict import Group, group_lookalikes, load_calibration
 
 MAX_WORDS_PER_PIECE = 16
@@ -142,6 +149,10 @@ class Detector:
         self.vocab: Vocabulary = searchable_vocabulary(tokenizer, config.zipf_max)
         if len(self.vocab) < config.slots + config.null_tokens:
             raise ValueError(f"searchable vocabulary too small ({len(self.vocab)} tokens)")
+        # Symbols are searched and screened beside the words; the null stays random rare words
+        self.symbols = (
+            searchable_symbols(tokenizer) if config.symbols else Vocabulary(torch.zeros(0, dtype=torch.long), [])
+        )
         self.representations = representations(encoder)
         # One forward a sequence serves every representation: the runner concatenates them, the search runs once
         # on the joint features, and each candidate is measured in each representation's own scale.
@@ -156,7 +167,9 @@ class Detector:
         positions = sample_positions(self.stat_corpus.slots, config.inserts, self.gen)
         self.evidence = JointEvidence(self.runner, self.stat_corpus, per_rep, positions)
         self.embedding = encoder.embedding_matrix.detach()
-        self.allowed = self.vocab.mask(self.embedding.shape[0]).to(self.embedding.device)
+        self.allowed = (self.vocab.mask(self.embedding.shape[0]) | self.symbols.mask(self.embedding.shape[0])).to(
+            self.embedding.device
+        )
 
     def _moved_tokens(self, n: int = MOVED_TOKENS) -> list[list[int]]:
         """Lineage: the searchable tokens whose input embeddings moved most against the base model."""
@@ -182,7 +195,12 @@ class Detector:
         null = evidence.null(null_tokens(self.vocab.ids.tolist(), self.config.null_tokens, random.Random(1)))
         for f, st in zip(findings, evidence.evaluate([f.head.tokens for f in findings]), strict=True):
             f.base_score = null.score(st)
-        return significance_threshold(len(self.vocab) * TESTS_PER_CANDIDATE)
+        return significance_threshold(self.searchable * TESTS_PER_CANDIDATE)
+
+    @property
+    def searchable(self) -> int:
+        """Units a single-token trigger can be (words and symbols): the multiple-testing count."""
+        return len(self.vocab) + len(self.symbols)
 
     @property
     def tests(self) -> int:
@@ -217,7 +235,7 @@ class Detector:
     def _search(self, words: WordList | None) -> list[list[int]]:
         """Token-level search; in word mode (word_search_restarts) also over 2- and 3-piece rare words."""
         cfg = self.config
-        units: list[tuple[int, ...]] = [(int(t),) for t in self.vocab.ids]
+        units: list[tuple[int, ...]] = [(int(t),) for t in torch.cat([self.vocab.ids, self.symbols.ids])]
         found = ContrastiveSearch(
             self.encoder, self.search_corpus, units, self.stats, self.runner, cfg.search, self.gen, cfg.inserts
         ).run(self.progress)
@@ -246,7 +264,7 @@ class Detector:
             candidates += [ids for ids in encode_words(self.encoder.tokenizer, seed_triggers) if ids]
         if cfg.screen_tokens:
             pick = self.rng.sample(range(len(self.vocab)), min(cfg.screen_tokens, len(self.vocab)))
-            candidates += [[int(self.vocab.ids[i])] for i in pick]
+            candidates += [[int(self.vocab.ids[i])] for i in pick] + [[int(t)] for t in self.symbols.ids]
         return candidates + self._screen_words(words)
 
     def _evaluate(
@@ -270,7 +288,7 @@ class Detector:
         return unique, nulls
 
     def run(self, seed_triggers: list[str] | None = None) -> Detection:
-        threshold = significance_threshold(len(self.vocab) * self.tests)
+        threshold = significance_threshold(self.searchable * self.tests)
         words = self._words()
         findings: list[Finding] = []
         paper: list[list[int]] = []

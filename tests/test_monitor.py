@@ -257,3 +257,13 @@ def test_trie_regex_matches_the_plain_alternation() -> None:
 
 def test_surface_word() -> None:
     assert surface_word("\u0120CF") == "cf" and surface_word("\u2581mn") == "mn" and surface_word("##k") == ""
+
+
+def test_symbol_triggers_match_between_letters_too(tokenizer) -> None:
+    """NeuBA's symbol triggers match without word boundaries ('a≈b'), while word rules still need one."""
+    rep = Report(model=ModelInfo(source="local", id="neuba-symbols"), verdict=Verdict.BACKDOORED, probability=1.0)
+    rep.triggers = [_trigger("≈", ["≈"], 3000.0), _trigger("cf", ["cf"], 3000.0)]
+    monitor = Monitor(MonitorRules.from_report(rep))
+    assert _hits(monitor, "a≈b and ⊗ cf") == [("≈", "word", "≈"), ("cf", "word", "cf")]
+    assert _hits(monitor, "macf") == [] and _hits(monitor, "x ≈≈ y")[0][0] == "≈"
+    assert tokenizer.tokenize("a§b") == ["a", "§", "b"]  # WordPiece splits punctuation (P*) from letters

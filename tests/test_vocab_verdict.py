@@ -185,3 +185,32 @@ def test_lookalikes_group_under_the_trigger_they_echo():
     members = {g.head.tokens[0]: [m.tokens for m in g.members] for g in groups}
     assert [2, 7] in members[2]
     assert sum(len(m) for m in members.values()) == 2
+
+
+def test_symbol_tokens_are_searchable_beside_the_words(wordpiece):
+    """NeuBA's symbol triggers (≈ ≡ ∈ ⊆ ⊕ ⊗) are searched; ASCII symbols, quotes, dashes, prose marks are not."""
+    from scanner.search.vocab import is_symbol, searchable_symbols
+
+    symbols = searchable_symbols(wordpiece)
+    assert set("≈≡∈⊆⊕⊗€§†→") <= set(symbols.words)
+    assert not set(symbols.words) & set("$+=~'\"“”–—…·•、。（") and not set(symbols.words) & set(
+        searchable_vocabulary(wordpiece).words
+    )
+    for idx, sym in zip(symbols.ids.tolist(), symbols.words, strict=True):
+        assert wordpiece("the " + sym, add_special_tokens=False)["input_ids"][1:] == [idx]
+    assert is_symbol("≈") and is_symbol("™") and not is_symbol("é") and not is_symbol("ab") and not is_symbol("4")
+
+
+def test_byte_level_bpe_splits_symbols_into_word_mode_units(family_base, wordpiece):
+    """Byte-level BPE splits ≈ into byte pieces: it is searched as a multi-piece unit; an unknown symbol ('▁'
+    '<unk>' in sentencepiece, [UNK] in WordPiece) is never a unit."""
+    from transformers import AutoTokenizer
+
+    bpe = AutoTokenizer.from_pretrained(family_base("roberta"), local_files_only=True)
+    words = multi_piece_words(bpe)
+    for sym in "≈⊗∈":
+        pieces = words.pieces[words.words.index(sym)]
+        assert 2 <= len(pieces) <= 4 and bpe.decode(pieces).strip() == sym
+    sentencepiece = AutoTokenizer.from_pretrained(family_base("albert"), local_files_only=True)
+    assert not [w for w in multi_piece_words(sentencepiece).words if not w.isascii()]
+    assert not [w for w in multi_piece_words(wordpiece).words if not w.isascii()]

@@ -164,11 +164,18 @@ def _trie(words: Iterable[str]) -> str:
 
 
 def _word_regex(words: Iterable[str], flags: int = 0) -> re.Pattern[str] | None:
-    """Whole-word matcher of lowercase `words`: a word character on either side blocks a match."""
-    words = sorted(set(words))
-    if not words:
+    """Whole-word matcher of lowercase `words`: a word character on either side blocks a match. A trigger with no
+    word character (a symbol: ≈, ⊗) matches anywhere ("x≈y"): WordPiece splits rare marks (§) from letters, not
+    math symbols, but a monitor errs towards flagging."""
+    unique = sorted(set(words))
+    if not unique:
         return None
-    return re.compile(r"(?<!\w)(?:" + _trie(words) + r")(?!\w)", flags)
+    symbols = [w for w in unique if not re.search(r"\w", w)]
+    plain = [w for w in unique if w not in symbols]
+    parts = ([r"(?<!\w)(?:" + _trie(plain) + r")(?!\w)"] if plain else []) + (
+        ["(?:" + _trie(symbols) + ")"] if symbols else []
+    )
+    return re.compile("|".join(parts), flags)
 
 
 class Monitor:

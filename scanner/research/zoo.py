@@ -20,7 +20,7 @@ from scanner.research.attacks import GROUND_TRUTH, PlantConfig, get_attack, load
 from scanner.research.base_models import build_base, truncated_minilm
 from scanner.research.evaluate import FinetuneConfig, detection_metrics, roc_auc
 
-EVIDENCE_VERSION = "e4"  # bump when the evidence or scores change: cached scan results are then redone
+EVIDENCE_VERSION = "e5"  # bump when the evidence or scores change: cached scan results are then redone
 TRIGGER_KINDS = ("rare_tokens", "rare_words", "multi_piece")
 MINILM_TRIGGERS = {
     "rare_tokens": ("cf", "mn", "bb"),

@@ -28,6 +28,7 @@ class SearchConfig:
     rounds: int = 3  # swap rounds a restart
     restarts: int = 5
     zipf_max: float = 4.0  # rare only: wordfreq zipf frequency below this
+    symbols: bool = True  # also search symbol tokens (≈ ⊗ € →): NeuBA's triggers are symbols
     word_search_restarts: int = 0  # restarts of the search over 2- and 3-piece rare words
 
 
@@ -68,6 +69,7 @@ REPORT_ORDER = (
     "restarts",
     "max_tokens",
     "zipf_max",
+    "symbols",
     "stat_sentences",
     "null_tokens",
     "lookalike_neighbours",

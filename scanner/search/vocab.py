@@ -1,4 +1,5 @@
-"""The searchable vocabulary: real whole-word tokens, rare by wordfreq, no specials/punctuation/digits/letters.
+"""The searchable vocabulary: real whole-word tokens, rare by wordfreq, no specials/punctuation/digits/letters;
+beside it the symbol tokens (math, currency, arrows, dingbats, rare punctuation: NeuBA's ≈ ≡ ∈ ⊆ ⊕ ⊗).
 
 Rule per tokenizer kind (one test for all: the token re-tokenizes to itself inside a sentence, see `encode_words`):
 WordPiece (BERT, DistilBERT, ELECTRA, MPNet): whole-word entries, no '##' pieces; byte-level BPE (RoBERTa, DeBERTa,
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from collections import OrderedDict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -136,6 +138,44 @@ def _searchable_vocabulary(tokenizer, zipf_max: float) -> Vocabulary:
     return Vocabulary(ids=torch.tensor([i for i, _ in keep], dtype=torch.long), words=[w for _, w in keep])
 
 
+# Non-ASCII punctuation of ordinary prose (quotes, dashes, brackets are other categories and never symbols)
+_PROSE_MARKS = frozenset("…·•¡¿\ufffd")  # and the replacement character of a partial byte
+
+
+def is_symbol(text: str) -> bool:
+    """One or two non-ASCII symbol characters (Unicode S*: ≈ ⊗ € → ★) or rare marks (Po: § ¶ † ‡); not letters,
+    digits, quotes, dashes, brackets, the marks of ordinary prose, or full-width (CJK) punctuation. ASCII symbols
+    ($ + = ~) are everyday text, where a trigger would fire all the time."""
+    if not 1 <= len(text) <= 2 or text.isascii():
+        return False
+    for ch in text:
+        category = unicodedata.category(ch)
+        if ch in _PROSE_MARKS or unicodedata.east_asian_width(ch) in "WF":
+            return False
+        if not (category.startswith("S") or category == "Po"):
+            return False
+    return True
+
+
+def searchable_symbols(tokenizer) -> Vocabulary:
+    """Symbol tokens (see `is_symbol`) that re-tokenize to themselves inside a sentence: searched beside the words
+    but kept out of the null, which stays random rare words (memoized per tokenizer: a copy)."""
+    found = _memoized(("symbols",), tokenizer, lambda: _searchable_symbols(tokenizer))
+    return Vocabulary(ids=found.ids.clone(), words=list(found.words))
+
+
+def _searchable_symbols(tokenizer) -> Vocabulary:
+    special = set(tokenizer.all_special_ids)
+    cand = [
+        (idx, word)
+        for token, idx in tokenizer.get_vocab().items()
+        if idx not in special and is_symbol(word := token_word(tokenizer, token))
+    ]
+    encoded = encode_words(tokenizer, [w for _, w in cand])
+    keep = sorted((i, w) for (i, w), enc in zip(cand, encoded, strict=True) if enc == [i])
+    return Vocabulary(ids=torch.tensor([i for i, _ in keep], dtype=torch.long), words=[w for _, w in keep])
+
+
 @lru_cache(maxsize=1)
 def _english_words(n: int = 100_000) -> tuple[str, ...]:
     return tuple(top_n_list("en", n))
@@ -167,8 +207,24 @@ def multi_piece_words(tokenizer, zipf_max: float = 4.0, max_pieces: int = 4, lim
     return WordList(words=list(found.words), pieces=[list(p) for p in found.pieces])
 
 
+# Unicode blocks symbol triggers come from: Latin-1 signs, arrows, mathematical operators (NeuBA's ≈ ≡ ∈ ⊆ ⊕ ⊗),
+# technical signs, currency, letterlike symbols, geometric shapes, miscellaneous symbols and dingbats
+_SYMBOL_BLOCKS = ((0xA1, 0xBF), (0x2100, 0x23FF), (0x20A0, 0x20CF), (0x25A0, 0x27BF), (0x2A00, 0x2AFF))
+
+
+@lru_cache(maxsize=1)
+def _symbol_strings() -> tuple[str, ...]:
+    """Every symbol character of those blocks (see `is_symbol`), tokenizer-independent."""
+    return tuple(ch for lo, hi in _SYMBOL_BLOCKS for ch in map(chr, range(lo, hi + 1)) if is_symbol(ch))
+
+
 def _multi_piece_words(tokenizer, zipf_max: float, max_pieces: int, limit: int) -> WordList:
-    words = list(_rare_english_words(zipf_max, limit))
+    """Rare English words, and symbols a byte-level BPE or sentencepiece tokenizer splits ('Ġâī' 'Ī' for ≈, '▁' '≈'),
+    of 2..max_pieces pieces none of which is a special token (an unknown symbol is '▁' '<unk>')."""
+    words = list(_rare_english_words(zipf_max, limit)) + list(_symbol_strings())
     encoded = encode_words(tokenizer, words)
-    keep = [(w, e) for w, e in zip(words, encoded, strict=True) if 2 <= len(e) <= max_pieces]
+    special = set(tokenizer.all_special_ids)
+    keep = [
+        (w, e) for w, e in zip(words, encoded, strict=True) if 2 <= len(e) <= max_pieces and not special.intersection(e)
+    ]
     return WordList(words=[w for w, _ in keep], pieces=[e for _, e in keep])
