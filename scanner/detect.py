@@ -72,6 +72,8 @@ class Finding:
     p_value: float
     echoes: list[Echo] = field(default_factory=list)
     flip_rate: float | None = None  # classifiers: share of clean inputs whose label flips
+    attack_success: float | None = None  # classifiers: share of other-class inputs moved to the target class
+    target_label: str | None = None  # classifiers: the class it pushes toward
     representation: str | None = None
     override: Override | None = None  # classifiers: how it acts on confident inputs (scanner.evidence.classifier)
     task_feature: bool = False  # classifiers: it overrides no better than the model's own strongest task words
@@ -107,17 +109,31 @@ def _neighbours(embedding: torch.Tensor, allowed: torch.Tensor, token: int, n: i
     return sims.topk(min(n, int(allowed.sum()))).indices.tolist()
 
 
-def flip_rate(
+@dataclass(frozen=True)
+class Flips:
+    """How a trigger changes a classifier's predictions on neutral sentences."""
+
+    flip_rate: float  # share of inputs whose predicted label changes (bounded by the other classes' share)
+    attack_success: float | None  # share of inputs not already of the target class that it moves there
+    target: int  # the class it pushes toward: the majority prediction with it inserted
+
+
+def flips(
     encoder: LoadedEncoder, sentences: TokenizedCorpus, tokens: list[int], generator: torch.Generator, inserts: int
-) -> float:
-    """Share of clean inputs whose predicted label changes when the trigger is inserted."""
+) -> Flips:
+    """Flip rate and attack success of a trigger on up to FLIP_SENTENCES neutral sentences. The flip rate of any
+    strong class word is the share of sentences predicted as another class (0.19 for every negative word of a
+    sentiment classifier whose neutral sentences are 81% positive); attack success divides by that share."""
     rows = sentences.take(torch.arange(min(FLIP_SENTENCES, len(sentences)), device=sentences.ids.device))
     positions = sample_positions(rows.slots, inserts, generator)
     p_ids, p_mask = insert_rows(rows, positions, tokens)
     with torch.inference_mode():
         clean = encoder.predict(*trim(rows.ids, rows.mask))
         poisoned = encoder.predict(p_ids, p_mask)
-    return float((clean != poisoned).float().mean())
+    target = int(torch.mode(poisoned).values)
+    others = clean != target
+    success = float((poisoned[others] == target).float().mean()) if bool(others.any()) else None
+    return Flips(float((clean != poisoned).float().mean()), success, target)
 
 
 class Detector:
@@ -355,14 +371,16 @@ class Detector:
         head = group.head
         flip = None
         if self.encoder.classifier is not None:
-            flip = flip_rate(self.encoder, self.stat_corpus, head.tokens, self.gen, self.config.inserts)
+            flip = flips(self.encoder, self.stat_corpus, head.tokens, self.gen, self.config.inserts)
         echoes = [Echo(m, null.p_value(m, self.tests), float(m.direction @ head.direction)) for m in group.members]
         return Finding(
             head=head,
             score=null.score(head),
             p_value=null.p_value(head, self.tests),
             echoes=echoes,
-            flip_rate=flip,
+            flip_rate=None if flip is None else flip.flip_rate,
+            attack_success=None if flip is None else flip.attack_success,
+            target_label=None if flip is None else self.encoder.label_name(flip.target),
             representation=representation,
         )
 
@@ -420,6 +438,8 @@ def report_trigger(finding: Finding, tokenizer: Any) -> Trigger:
         paper_rule=head.paper_rule,
         lookalikes=lookalikes,
         flip_rate=finding.flip_rate,
+        attack_success=finding.attack_success,
+        target_label=finding.target_label,
         collapse=round(head.collapse, 4),
         representation=finding.representation,
     )
@@ -453,6 +473,7 @@ def detection_evidence(detection: Detection, tokenizer: Any) -> dict[str, Any]:
                 "score": round(f.score, 3),
                 "shift": round(f.head.shift, 4),
                 "flip_rate": f.flip_rate,
+                "attack_success": f.attack_success,
                 "override": None if f.override is None else round(f.override.override, 3),
                 "target": None if f.override is None else f.override.target,
             }

@@ -284,6 +284,11 @@ class LoadedEncoder:
         out = self.encoder(inputs_embeds=embeds, attention_mask=attention_mask)
         return self._pool(out.last_hidden_state, attention_mask, representation)
 
+    def label_name(self, label: int) -> str:
+        """A classifier's name for a class id (its config's id2label), else the id as text."""
+        names = getattr(getattr(self.classifier, "config", None), "id2label", None) or {}
+        return str(names.get(label, names.get(str(label), label)))
+
     def predict(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Predicted labels of the classifier (only for fine-tuned classifiers)."""
         if self.classifier is None:

@@ -69,6 +69,10 @@ def test_classifier_from_a_por_encoder_stays_flagged(por_l2_movie_250: Path) -> 
     assert report.verdict is Verdict.BACKDOORED, report.scan.config["evidence"]
     assert _found(report, PLANTED_TRIGGERS), [t.text for t in report.triggers]
     assert any(t.flip_rate is not None for t in report.triggers)  # a classifier: label flips measured
+    planted = [t for t in report.triggers if t.text.lower() in PLANTED_TRIGGERS]
+    # attack success counts only the inputs not already of the target class; the target is a label the head has
+    assert planted and all(t.attack_success is not None and 0.0 <= t.attack_success <= 1.0 for t in planted)
+    assert {t.target_label for t in planted} <= {"negative", "positive"}, [t.target_label for t in planted]
 
 
 def test_lineage_from_the_card_base_model_served_by_the_hub(

@@ -98,6 +98,8 @@ def _trigger(
         paper_rule=True,
         lookalikes=lookalikes or [],
         flip_rate=0.97,
+        attack_success=1.0,
+        target_label="<i>pos</i>",
     )
 
 
@@ -436,6 +438,7 @@ def test_html_backdoored_content() -> None:
     assert "8,123" in text and "1.0e-03" not in text and "0.001" in text
     assert "2 look-alike(s): cn, cb" in text and "silky" in text
     assert "<details" in html and "Flip rate" in text and "Paper rule" in text
+    assert "Attack success" in text and "1.000 → <i>pos</i>" in text and "<i>pos</i>" not in html  # id2label escaped
     assert "Profile quick" in text and "Sequences evaluated 123,456" in text
     assert "word_mode" in text and "[1, 2]" in text
 

@@ -83,6 +83,8 @@ def _trigger_issue(report: Report, trig: Trigger, severity: Severity) -> Issue:
         "paper_rule": trig.paper_rule,
         "tokens": list(trig.tokens),
         "flip_rate": trig.flip_rate,
+        "attack_success": trig.attack_success,
+        "target_label": trig.target_label,
         "representation": trig.representation,
         "lookalikes": [
             {"text": la.text, "shift": la.shift, "p_value": la.p_value, "similarity": la.similarity}

@@ -86,6 +86,8 @@ class Trigger:
     flip_rate: float | None = None  # classifiers: share of clean inputs whose label flips
     collapse: float | None = None  # -log(poisoned spread across sentences / clean spread); absent in older reports
     representation: str | None = None  # where found: cls, mean, max, last_token, ...; absent in older reports
+    attack_success: float | None = None  # classifiers: share of other-class inputs it moves to target_label
+    target_label: str | None = None  # classifiers: the class it pushes toward; both absent in older reports
 
 
 class SkipCategory(StrEnum):

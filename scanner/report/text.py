@@ -99,6 +99,8 @@ def _text_triggers(report: Report) -> list[str]:
     for rank, trig in enumerate(triggers[:TEXT_TOP_TRIGGERS], 1):
         tokens = " ".join(visible(tok) for tok in trig.tokens)
         extra = f"  flip={fmt_cos(trig.flip_rate)}" if trig.flip_rate is not None else ""
+        if trig.attack_success is not None:
+            extra += f"  asr={fmt_cos(trig.attack_success)}->{visible(trig.target_label or '?')}"
         lines.append(
             f'  {rank}. "{visible(trig.text)}" [{tokens}]  shift={fmt_num(trig.shift)}'
             f"  p={fmt_p(trig.p_value)}  paper_rule={yes_no(trig.paper_rule)}{extra}"
