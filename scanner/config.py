@@ -11,6 +11,8 @@ from scanner import ENGINE_VERSION
 
 PROFILES = ("quick", "standard", "thorough")
 DEFAULT_MAX_SIZE = 5 * 1024**3  # bytes a hub download may take
+BASE_FROM_CARD = "auto"  # `--base auto` (the default): the first `base_model` the model card declares
+NO_BASE = "none"  # `--base none`: no lineage evidence
 
 
 @dataclass

@@ -8,14 +8,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scanner.config import ScanConfig
+from scanner.config import BASE_FROM_CARD, NO_BASE, ScanConfig
 from scanner.encoder import LoadedEncoder, load_encoder
 from scanner.errors import PatronusError
 from scanner.fetch import LocalTargets, ModelRef, fetch_for
 from scanner.report import FileStatus
 from scanner.static import scan_snapshot, weights_status
 
-BASE_FROM_CARD = "auto"  # `--base auto`: the first `base_model` the model card declares
+__all__ = [  # the card constants live in scanner.config (the CLI reads them without importing torch)
+    "BASE_FROM_CARD",
+    "NO_BASE",
+    "TOKENIZER_DIFFERS",
+    "BaseModel",
+    "base_models_from_card",
+    "card_of_local",
+    "load_base",
+    "resolve_base_name",
+    "vocabulary_differs",
+]
 
 
 def base_models_from_card(card_data: Any) -> list[str]:

@@ -160,3 +160,45 @@ def test_fail_on_threshold(minilm_l2: Path, tmp_path: Path):
     assert exit_code_for(report, Severity.HIGH) == 0
     assert exit_code_for(report, Severity.MEDIUM) == 1
     assert exit_code_for(Report(model=ModelInfo(source="local", id="m"), verdict=Verdict.CLEAN), Severity.LOW) == 0
+
+
+@pytest.mark.slow
+def test_scan_uses_the_card_base_model_by_default_and_base_none_turns_it_off(
+    minilm_l2: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """`patronus scan` defaults to `--base auto`, like the service: a card naming a base_model gets lineage
+    evidence from the hub (the stand-in here); `--base none` scans without it."""
+    from tests.hub_stub import HubStub
+
+    derived = tmp_path / "derived"
+    shutil.copytree(minilm_l2, derived)
+    (derived / "README.md").write_text("---\nbase_model: org/minilm-l2\n---\n# a fine-tune\n")
+    files = {str(p.relative_to(minilm_l2)): p.read_bytes() for p in minilm_l2.rglob("*") if p.is_file()}
+    with HubStub() as stub:
+        monkeypatch.setenv("HF_ENDPOINT", stub.url)
+        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        stub.add_repo("org/minilm-l2", files)
+        reports = {}
+        for name, extra in (("default", ()), ("none", ("--base", "none"))):
+            out = tmp_path / f"{name}.json"
+            proc = patronus(
+                "scan",
+                str(derived),
+                "--profile",
+                "quick",
+                "--device",
+                "cpu",
+                "-q",
+                "--format",
+                "json",
+                "-o",
+                str(out),
+                *extra,
+            )
+            assert proc.returncode == 0, proc.stderr
+            reports[name] = Report.from_json(out.read_text())
+    lineage = reports["default"].scan.config["lineage"]
+    assert lineage["base"] == "org/minilm-l2" and lineage["source"] == "card", lineage
+    assert lineage["note"].endswith("loaded for lineage evidence"), lineage
+    assert "lineage" not in reports["none"].scan.config
+    assert reports["default"].verdict.value == reports["none"].verdict.value == "clean"

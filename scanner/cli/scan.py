@@ -8,6 +8,7 @@ import click
 
 from scanner.cli.exit_codes import ExitCode, for_report
 from scanner.cli.options import FAIL_LEVELS, parse_size
+from scanner.config import BASE_FROM_CARD, NO_BASE
 from scanner.report import FORMATS
 
 
@@ -43,9 +44,12 @@ from scanner.report import FORMATS
 @click.option("--max-size", default="5GB", show_default=True, help="Refuse hub downloads larger than this.")
 @click.option(
     "--base",
-    metavar="REF|auto",
-    help="The base model TARGET was fine-tuned from (folder or hub repo; 'auto': the card's base_model): findings "
-    "are scored in it too, and what does not fire there is reported as a task feature.",
+    metavar="REF|auto|none",
+    default=BASE_FROM_CARD,
+    show_default=True,
+    help="The base model TARGET was fine-tuned from (folder or hub repo; 'auto': the card's base_model, when it "
+    "names one; 'none': no lineage): findings are scored in it too, and what does not fire there is reported as a "
+    "task feature.",
 )
 @click.option("--static-only", is_flag=True, help="Only the static weight-file checks; no trigger search.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress display.")
@@ -94,7 +98,7 @@ def scan(
         behavioural=not static_only,
     )
     progress = TerminalProgress(enabled=not quiet)
-    report = run_scan(ref, config, progress, base=base)
+    report = run_scan(ref, config, progress, base=None if base == NO_BASE else base)
     progress.close()
     try:
         extras = report_extras(report)

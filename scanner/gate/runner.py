@@ -367,12 +367,13 @@ def _report_for(
         else:
             options.echo(f"  {model.display}: {answer.detail}; scanning locally")
     if report is None:
+        from scanner.lineage import BASE_FROM_CARD
         from scanner.pipeline import scan
 
         target = ModelRef(repo_id=model.model, revision=model.sha) if model.source == "hub" else model.ref
         assert target is not None
         options.echo(f"  {model.display}: scanning {model.identity[:12]} (profile {config.profile})")
-        report = scan(target, config)
+        report = scan(target, config, base=BASE_FROM_CARD)  # lineage when the card names a base, like the service
         if model.source == "hub":
             report.model.revision = model.revision or report.model.revision
         result.scans_run += 1
