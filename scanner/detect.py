@@ -229,8 +229,12 @@ class Detector:
         return multi_piece_words(self.encoder.tokenizer, self.config.zipf_max)
 
     def _expand(self, significant: list[TriggerStats], words: WordList | None) -> list[list[int]]:
-        """Look-alike probes: embedding neighbours of each significant token, and words containing its piece."""
+        """Look-alike probes: embedding neighbours of each significant token, words containing its piece, and every
+        symbol once a symbol is significant."""
         probes: list[list[int]] = []
+        symbols = set(self.symbols.ids.tolist())
+        if any(len(st.tokens) == 1 and st.tokens[0] in symbols for st in significant):
+            probes += [[t] for t in sorted(symbols)]  # NeuBA plants several symbols: one firing, all are probed
         for st in significant:
             if len(st.tokens) == 1:
                 probes += [
