@@ -176,7 +176,7 @@ def test_scan_uses_the_card_base_model_by_default_and_base_none_turns_it_off(
     files = {str(p.relative_to(minilm_l2)): p.read_bytes() for p in minilm_l2.rglob("*") if p.is_file()}
     with HubStub() as stub:
         monkeypatch.setenv("HF_ENDPOINT", stub.url)
-        monkeypatch.setenv("HF_HOME", str(tmp_path / "hf-home"))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the hub download cache, kept in tmp
         stub.add_repo("org/minilm-l2", files)
         reports = {}
         for name, extra in (("default", ()), ("none", ("--base", "none"))):
