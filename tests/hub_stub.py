@@ -31,6 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
@@ -782,3 +783,17 @@ def _iso(moment: datetime) -> str:
 
 def _json_response(data: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> _Response:
     return _Response(status, json.dumps(data).encode(), {"Content-Type": "application/json", **(headers or {})})
+
+
+def folder_files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder`, by its relative path: what `HubStub.add_repo` serves."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+def copy_with_card(source: Path, dest: Path, base_model: str) -> Path:
+    """A copy of a model folder whose model card names `base_model` (a fine-tune as the hub shows one)."""
+    import shutil
+
+    shutil.copytree(source, dest)
+    (dest / "README.md").write_text(f"---\nbase_model: {base_model}\n---\n# a fine-tune of {base_model}\n")
+    return dest

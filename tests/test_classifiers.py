@@ -3,7 +3,6 @@ quick profile). The fine-tunes are cached (tests/conftest.py); the first run bui
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -80,12 +79,10 @@ def test_lineage_from_the_card_base_model_served_by_the_hub(
 ) -> None:
     """`--base auto`: the card's base_model is fetched from the hub (stand-in), statically scanned, loaded, and each
     finding is scored in it; the planted trigger already fires there (inherited), and the text report says so."""
-    from tests.hub_stub import HubStub
+    from tests.hub_stub import HubStub, copy_with_card, folder_files
 
-    derived = tmp_path / "derived"
-    shutil.copytree(por_l2_movie_250, derived)
-    (derived / "README.md").write_text("---\nbase_model: org/por-minilm-l2\n---\n# a movie classifier\n")
-    files = {str(p.relative_to(por_l2)): p.read_bytes() for p in por_l2.rglob("*") if p.is_file()}
+    derived = copy_with_card(por_l2_movie_250, tmp_path / "derived", "org/por-minilm-l2")
+    files = folder_files(por_l2)
     with HubStub() as stub:
         monkeypatch.setenv("HF_ENDPOINT", stub.url)
         stub.add_repo("org/por-minilm-l2", files)

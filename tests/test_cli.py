@@ -168,12 +168,10 @@ def test_scan_uses_the_card_base_model_by_default_and_base_none_turns_it_off(
 ):
     """`patronus scan` defaults to `--base auto`, like the service: a card naming a base_model gets lineage
     evidence from the hub (the stand-in here); `--base none` scans without it."""
-    from tests.hub_stub import HubStub
+    from tests.hub_stub import HubStub, copy_with_card, folder_files
 
-    derived = tmp_path / "derived"
-    shutil.copytree(minilm_l2, derived)
-    (derived / "README.md").write_text("---\nbase_model: org/minilm-l2\n---\n# a fine-tune\n")
-    files = {str(p.relative_to(minilm_l2)): p.read_bytes() for p in minilm_l2.rglob("*") if p.is_file()}
+    derived = copy_with_card(minilm_l2, tmp_path / "derived", "org/minilm-l2")
+    files = folder_files(minilm_l2)
     with HubStub() as stub:
         monkeypatch.setenv("HF_ENDPOINT", stub.url)
         monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the hub download cache, kept in tmp
