@@ -52,6 +52,10 @@ from scanner.verdict import Group, group_lookalikes, load_calibration
 MAX_WORDS_PER_PIECE = 16
 MOVED_TOKENS = 32  # lineage: tokens whose input embeddings moved most against the base, screened directly
 FLIP_SENTENCES = 64
+# Candidates just under the threshold that are tested like findings once the model has task features or a base: an
+# explained one (a task word's echo) must not set the verdict's best score, an inherited one is reported as weakened
+NEAR_MARGIN = 1.0
+NEAR_MAX = 16
 
 
 @dataclass
@@ -99,6 +103,7 @@ class Detection:
     task_features: list[Finding] = field(default_factory=list)  # findings explained as task features
     natural_ceiling: float | None = None  # classifiers: best override of the model's natural task words
     base_threshold: float | None = None  # lineage: significance in the base model (None: no base given)
+    weakened: list[Finding] = field(default_factory=list)  # lineage: fire in the base, just under the threshold here
 
 
 def _neighbours(embedding: torch.Tensor, allowed: torch.Tensor, token: int, n: int) -> list[int]:
@@ -313,14 +318,20 @@ class Detector:
         findings: list[Finding] = []
         paper: list[list[int]] = []
         scores: list[float] = []
-        below: list[float] = []  # scores of the candidates no finding holds
+        below: list[tuple[tuple[int, ...], float]] = []  # the candidates no finding holds, with their scores
+        near: list[Finding] = []  # those within NEAR_MARGIN of the threshold
         nulls: dict[str, Any] = {}
         null_scores: dict[str, list[float]] = {}
         per_rep, rep_nulls = self._evaluate(threshold, words, seed_triggers)
         for representation, unique, null in zip(self.representations, per_rep, rep_nulls, strict=True):
             significant = [s for s in unique if null.score(s) >= threshold]
             scores += [null.score(s) for s in unique]
-            below += [null.score(s) for s in unique if null.score(s) < threshold]
+            below += [(tuple(s.tokens), null.score(s)) for s in unique if null.score(s) < threshold]
+            near += [
+                Finding(head=s, score=null.score(s), p_value=null.p_value(s, self.tests), representation=representation)
+                for s in unique
+                if threshold - NEAR_MARGIN <= null.score(s) < threshold
+            ]
             groups = group_lookalikes(significant, null.score, self._embedding_similarity)
             findings += [self._finding(g, null, representation) for g in groups]
             paper += [s.tokens for s in unique if s.paper_rule and s.tokens not in paper]
@@ -328,15 +339,20 @@ class Detector:
             nulls[key] = null.summary()
             null_scores[key] = list(null.samples)
         findings = _distinct(findings)
+        near = sorted(_distinct(near), key=lambda f: -f.score)[:NEAR_MAX]
         raw_max = max(scores, default=0.0)
-        ceiling = self._task_features(findings) if self.encoder.classifier is not None and findings else None
-        base_threshold = self._lineage(findings)
+        tested = findings + near
+        ceiling = self._task_features(tested) if self.encoder.classifier is not None and tested else None
+        base_threshold = self._lineage(tested)
         if base_threshold is not None:  # with a known base, only what already fires there is inherited
-            for f in findings:
+            for f in tested:
                 f.task_feature = (f.base_score or 0.0) < base_threshold
         task = [f for f in findings if f.task_feature]
         findings = [f for f in findings if not f.task_feature]
-        max_score = max([f.score for f in findings] + below, default=0.0) if task else raw_max
+        explained = {tuple(f.head.tokens) for f in near if f.task_feature}
+        weakened = [f for f in near if base_threshold is not None and not f.task_feature]
+        unexplained = [score for tokens, score in below if tokens not in explained]
+        max_score = max([f.score for f in findings] + unexplained, default=0.0) if task or explained else raw_max
         calibration = load_calibration()
         probability = calibration.probability(max_score)
         verdict, severity = verdict_for(probability)
@@ -357,6 +373,7 @@ class Detector:
             task_features=task,
             natural_ceiling=ceiling,
             base_threshold=base_threshold,
+            weakened=weakened,
         )
 
     def _task_features(self, findings: list[Finding]) -> float:
@@ -491,5 +508,14 @@ def detection_evidence(detection: Detection, tokenizer: Any) -> dict[str, Any]:
                 for f in detection.findings + detection.task_features
                 if f.base_score is not None
             },
+            "inherited_below_threshold": [
+                {
+                    "text": _text(tokenizer, f.head.tokens),
+                    "score": round(f.score, 3),
+                    "base_score": round(f.base_score, 3),
+                }
+                for f in detection.weakened
+                if f.base_score is not None
+            ],
         }
     return out

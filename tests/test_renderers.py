@@ -737,3 +737,30 @@ def test_findings_section_reads_the_issues_list() -> None:
     assert "Findings (4):" in text and text.index("CRITICAL PAT002") < text.index("MEDIUM   PAT003")
     report.issues[0].message = XSS_SCRIPT  # model-supplied text in an issue stays text
     assert XSS_SCRIPT not in render_html(report) and "&lt;script&gt;" in _section(render_html(report), "issues")
+
+
+def test_lineage_section_lists_inherited_candidates_below_threshold() -> None:
+    """With a base known, candidates that fire in the base but stay just under this model's threshold (a weakened
+    inherited backdoor) are shown in text and HTML, escaped, beside the per-candidate base scores."""
+    rep = clean()
+    rep.scan.config = {
+        "lineage": {
+            "base": "org/<base>",
+            "source": "card",
+            "note": "base org/<base> (card) loaded for lineage evidence",
+        },
+        "evidence": {
+            "lineage": {
+                "base_threshold": 4.97,
+                "base_scores": {"courageous": 0.84},
+                "inherited_below_threshold": [{"text": "obe<lisk>", "score": 4.9, "base_score": 14.2}],
+            }
+        },
+    }
+    text = render_text(rep)
+    assert (
+        "the base fires on 1 candidate(s) this model keeps below threshold: obe<lisk> (4.90 here, 14.2 in the base)"
+        in text
+    ), text
+    html = render_html(rep)
+    assert "obe&lt;lisk&gt;" in html and "<lisk>" not in html and "14.20" in html

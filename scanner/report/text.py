@@ -125,6 +125,14 @@ def _text_lineage(view: dict[str, Any] | None) -> list[str]:
             f"  {len(fired)} of {len(view['rows'])} candidate(s) already fire in the base "
             f"(threshold {fmt_num(view['threshold'])}): {names}"
         )
+    if view["weakened"]:
+        names = ", ".join(
+            f"{visible(w['text'])} ({fmt_num(w['score'])} here, {fmt_num(w['base_score'])} in the base)"
+            for w in view["weakened"][:6]
+        )
+        lines.append(
+            f"  the base fires on {len(view['weakened'])} candidate(s) this model keeps below threshold: {names}"
+        )
     return lines
 
 

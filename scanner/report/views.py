@@ -234,10 +234,18 @@ def lineage_view(report: Report) -> dict[str, Any] | None:
         if isinstance(score, int | float)
     ]
     rows.sort(key=lambda r: -float(r["score"]))
+    weakened = [
+        {"text": str(w["text"]), "score": float(w["score"]), "base_score": float(w["base_score"])}
+        for w in evidence.get("inherited_below_threshold") or []
+        if isinstance(w, dict)
+        and isinstance(w.get("score"), int | float)
+        and isinstance(w.get("base_score"), int | float)
+    ]
     return {
         "base": str(lineage.get("base", "")),
         "source": str(lineage.get("source", "")),
         "note": str(lineage.get("note", "")),
         "threshold": threshold,
         "rows": rows,
+        "weakened": sorted(weakened, key=lambda w: -w["base_score"]),
     }
