@@ -93,7 +93,8 @@ def test_lineage_from_the_card_base_model_served_by_the_hub(
     assert fired & set(PLANTED_TRIGGERS), lineage
     # near-threshold candidates were tested in the base too: any listed fires there and stays under the threshold
     for weak in lineage["inherited_below_threshold"]:
-        assert weak["base_score"] >= lineage["base_threshold"] > weak["score"], weak
+        assert weak["base_score"] >= lineage["base_threshold"], weak
+        assert weak["score"] < report.scan.config["evidence"]["threshold"], weak
     assert report.verdict is Verdict.BACKDOORED
     text = render_text(report)
     assert "Lineage:  base org/por-minilm-l2 (card) loaded" in text and "already fire in the base" in text, text
