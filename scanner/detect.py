@@ -345,8 +345,10 @@ class Detector:
         ceiling = self._task_features(tested) if self.encoder.classifier is not None and tested else None
         base_threshold = self._lineage(tested)
         if base_threshold is not None:  # with a known base, only what already fires there is inherited
-            for f in tested:
+            for f in findings:
                 f.task_feature = (f.base_score or 0.0) < base_threshold
+            for f in near:  # not significant here, so not firing in the base says nothing of where it came from
+                f.task_feature = f.task_feature and (f.base_score or 0.0) < base_threshold
         task = [f for f in findings if f.task_feature]
         findings = [f for f in findings if not f.task_feature]
         explained = {tuple(f.head.tokens) for f in near if f.task_feature}
