@@ -352,7 +352,7 @@ class Detector:
         task = [f for f in findings if f.task_feature]
         findings = [f for f in findings if not f.task_feature]
         explained = {tuple(f.head.tokens) for f in near if f.task_feature}
-        weakened = [f for f in near if base_threshold is not None and not f.task_feature]
+        weakened = [f for f in near if base_threshold is not None and (f.base_score or 0.0) >= base_threshold]
         unexplained = [score for tokens, score in below if tokens not in explained]
         max_score = max([f.score for f in findings] + unexplained, default=0.0) if task or explained else raw_max
         calibration = load_calibration()
