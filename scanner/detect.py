@@ -261,8 +261,16 @@ class Detector:
         """Token-level search; in word mode (word_search_restarts) also over 2- and 3-piece rare words."""
         cfg = self.config
         units: list[tuple[int, ...]] = [(int(t),) for t in torch.cat([self.vocab.ids, self.symbols.ids])]
-        found = ContrastiveSearch(
-            self.encoder, self.search_corpus, units, self.stats, self.runner, cfg.search, self.gen, cfg.inserts
+        found = ContrastiveSearch(  # random starts among the words; symbols enter through the gradient's swaps
+            self.encoder,
+            self.search_corpus,
+            units,
+            self.stats,
+            self.runner,
+            cfg.search,
+            self.gen,
+            cfg.inserts,
+            start_units=len(self.vocab),
         ).run(self.progress)
         candidates = [list(c) for c in found.candidates]
         if words is None or not cfg.word_search_restarts:

@@ -64,6 +64,7 @@ class ContrastiveSearch:
         config: SearchConfig,
         generator: torch.Generator,
         inserts: int = 3,
+        start_units: int | None = None,
     ) -> None:
         lengths = {len(u) for u in units}
         if len(lengths) != 1:
@@ -76,6 +77,7 @@ class ContrastiveSearch:
         self.gen = generator
         self.inserts = inserts  # as the evidence inserts a candidate (EvidenceConfig.inserts)
         self.length = lengths.pop()
+        self.start_units = len(units) if start_units is None else start_units  # random starts draw from these
         device = corpus.ids.device
         self.units = torch.tensor(units, dtype=torch.long, device=device)  # [U, T]
         self.unit_embeds = encoder.embedding_matrix.detach()[self.units]  # [U, T, e]
@@ -87,7 +89,9 @@ class ContrastiveSearch:
         return self.corpus.take(rows)
 
     def _random_slots(self) -> torch.Tensor:
-        pool = torch.nonzero(self.allowed).squeeze(1)
+        pool = torch.nonzero(self.allowed[: self.start_units]).squeeze(1)
+        if pool.shape[0] < self.config.slots:
+            pool = torch.nonzero(self.allowed).squeeze(1)
         pick = torch.randperm(pool.shape[0], generator=self.gen)[: self.config.slots].to(pool.device)
         return pool[pick]
 
