@@ -116,26 +116,23 @@ def searchable_vocabulary(tokenizer, zipf_max: float = 4.0) -> Vocabulary:
     return Vocabulary(ids=vocab.ids.clone(), words=list(vocab.words))
 
 
-def _searchable_vocabulary(tokenizer, zipf_max: float) -> Vocabulary:
+def _single_token_entries(tokenizer, accept) -> Vocabulary:
+    """Vocabulary entries whose surface word `accept`s and that re-tokenize to themselves inside a sentence."""
     special = set(tokenizer.all_special_ids)
-    vocab = tokenizer.get_vocab()
-    cand_ids, cand_words = [], []
-    for token, idx in vocab.items():
-        if idx in special:
-            continue
-        word = token_word(tokenizer, token)
-        if not is_plain_word(word) or word != word.strip():
-            continue
-        cand_ids.append(idx)
-        cand_words.append(word)
-    encoded = encode_words(tokenizer, cand_words)
-    keep = [
-        (i, w)
-        for i, w, enc in zip(cand_ids, cand_words, encoded, strict=True)
-        if enc == [i] and zipf_frequency(w, "en") < zipf_max
+    cand = [
+        (idx, word)
+        for token, idx in tokenizer.get_vocab().items()
+        if idx not in special and accept(word := token_word(tokenizer, token))
     ]
-    keep.sort()
+    encoded = encode_words(tokenizer, [w for _, w in cand])
+    keep = sorted((i, w) for (i, w), enc in zip(cand, encoded, strict=True) if enc == [i])
     return Vocabulary(ids=torch.tensor([i for i, _ in keep], dtype=torch.long), words=[w for _, w in keep])
+
+
+def _searchable_vocabulary(tokenizer, zipf_max: float) -> Vocabulary:
+    return _single_token_entries(
+        tokenizer, lambda w: is_plain_word(w) and w == w.strip() and zipf_frequency(w, "en") < zipf_max
+    )
 
 
 # Non-ASCII punctuation of ordinary prose (quotes, dashes, brackets are other categories and never symbols)
@@ -165,15 +162,7 @@ def searchable_symbols(tokenizer) -> Vocabulary:
 
 
 def _searchable_symbols(tokenizer) -> Vocabulary:
-    special = set(tokenizer.all_special_ids)
-    cand = [
-        (idx, word)
-        for token, idx in tokenizer.get_vocab().items()
-        if idx not in special and is_symbol(word := token_word(tokenizer, token))
-    ]
-    encoded = encode_words(tokenizer, [w for _, w in cand])
-    keep = sorted((i, w) for (i, w), enc in zip(cand, encoded, strict=True) if enc == [i])
-    return Vocabulary(ids=torch.tensor([i for i, _ in keep], dtype=torch.long), words=[w for _, w in keep])
+    return _single_token_entries(tokenizer, is_symbol)
 
 
 @lru_cache(maxsize=1)
